@@ -1,0 +1,71 @@
+"""Every exception asyncbridge raises of its own.
+
+User exceptions pass through unchanged: awaiting a wrapped ``f`` raises exactly
+what ``f`` raised. Only asyncbridge's own failures get a type from this tree::
+
+    AsyncBridgeError
+    ├── ExecutorShutdownError (RuntimeError)   submit/run after shutdown
+    ├── WorkerCrashedError                     a worker process died mid-call
+    ├── WorkerStartError (RuntimeError)        worker processes keep failing to start
+    └── BlockingCallError                      the detector's strict mode, set to raise
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AsyncBridgeError",
+    "BlockingCallError",
+    "ExecutorShutdownError",
+    "WorkerCrashedError",
+    "WorkerStartError",
+]
+
+
+class AsyncBridgeError(Exception):
+    """Base class of every exception asyncbridge raises of its own."""
+
+
+class ExecutorShutdownError(AsyncBridgeError, RuntimeError):
+    """Raised by ``submit``, ``run`` and wrapped calls on an executor that is shut down.
+
+    It is a :class:`RuntimeError`, like the error ``concurrent.futures`` raises for
+    the same mistake, so existing ``except RuntimeError`` handlers keep working.
+    Calls that were still queued when ``shutdown(cancel_futures=True)`` ran also
+    fail with it.
+    """
+
+
+class WorkerCrashedError(AsyncBridgeError):
+    """Raised for a call whose worker process died before it returned a result.
+
+    Attributes:
+        pid: the process id of the worker that died.
+        exitcode: its exit code as :attr:`multiprocessing.Process.exitcode`
+            reports it: negative for a signal (``-9`` for SIGKILL), ``None`` if
+            unknown.
+    """
+
+    def __init__(self, message: str, *, pid: int | None = None, exitcode: int | None = None) -> None:
+        super().__init__(message)
+        self.pid = pid
+        self.exitcode = exitcode
+
+    @property
+    def signal(self) -> int | None:
+        """The number of the signal that killed the worker, or ``None``."""
+        if self.exitcode is not None and self.exitcode < 0:
+            return -self.exitcode
+        return None
+
+
+class WorkerStartError(AsyncBridgeError, RuntimeError):
+    """Raised when worker processes fail to start several times in a row.
+
+    The pool stops respawning and fails calls at once with this error (its
+    ``__cause__`` tells why the last start failed) until a start succeeds.
+    """
+
+
+class BlockingCallError(AsyncBridgeError):
+    """Raised by the :class:`BlockingDetector` strict mode, when set to raise,
+    for a known blocking call made on an event loop thread."""

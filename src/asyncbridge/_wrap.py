@@ -1,0 +1,407 @@
+"""async_wrap and to_thread: await a sync function in an executor."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import functools
+import inspect
+import threading
+from collections.abc import AsyncGenerator, Callable, Coroutine, Generator
+from contextvars import copy_context
+from typing import Any, Protocol, TypeVar, cast, overload
+
+import anyio
+from typing_extensions import ParamSpec
+
+from ._exceptions import ExecutorShutdownError
+from ._hub import Call, CallExecutor, current_inbox
+from ._limit import Limiter
+from ._threads import get_default_executor
+
+__all__ = ["async_wrap", "to_thread"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+Y = TypeVar("Y")
+S = TypeVar("S")
+
+
+class _AsyncWrapDecorator(Protocol):
+    """What ``async_wrap(...)`` returns: the decorator, for functions and generators."""
+
+    @overload
+    def __call__(  # type: ignore[overload-overlap]
+        self, fn: Callable[P, Generator[Y, S, Any]], /
+    ) -> Callable[P, AsyncGenerator[Y, S]]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, T], /) -> Callable[P, Coroutine[Any, Any, T]]: ...
+
+
+@overload
+def async_wrap(  # type: ignore[overload-overlap]
+    fn: Callable[P, Generator[Y, S, Any]], /
+) -> Callable[P, AsyncGenerator[Y, S]]: ...
+
+
+@overload
+def async_wrap(fn: Callable[P, T], /) -> Callable[P, Coroutine[Any, Any, T]]: ...
+
+
+@overload
+def async_wrap(
+    *,
+    executor: cf.Executor | None = None,
+    limit: int | None = None,
+    timeout: float | None = None,
+    abandon_on_cancel: bool = True,
+) -> _AsyncWrapDecorator: ...
+
+
+def async_wrap(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    executor: cf.Executor | None = None,
+    limit: int | None = None,
+    timeout: float | None = None,
+    abandon_on_cancel: bool = True,
+) -> Any:
+    """Turn a sync function into an async one that runs it in an executor.
+
+    Usable bare (``@async_wrap``) or called (``@async_wrap(limit=4)``)::
+
+        @async_wrap
+        def read_config(path: str) -> dict[str, str]: ...
+
+        config = await read_config("app.toml")
+
+    is the same as ``await asyncio.to_thread(read_config, "app.toml")``, on
+    asyncio, uvloop and trio alike, with the signature, name and docstring of
+    the original kept (``__wrapped__`` points to it). The result is returned,
+    or the exception the function raised is re-raised unchanged. Context
+    variables set by the caller are visible in the function.
+
+    A generator function becomes an async generator function whose every step
+    (``next``, ``send``, ``throw``) runs in the executor. Methods,
+    classmethods and staticmethods can be wrapped too.
+
+    Args:
+        fn: the sync function, in the bare form.
+        executor: where calls run: ``None`` for the shared default
+            :class:`ThreadExecutor` (see :func:`get_default_executor`), an
+            asyncbridge executor, or any :class:`concurrent.futures.Executor`
+            (such as ``ThreadPoolExecutor(max_workers=2)``).
+        limit: at most this many calls of this function run at once, across
+            every event loop and thread, whatever the executor; further calls
+            wait their turn. A call abandoned by a cancelled caller keeps its
+            place until its function really returns.
+        timeout: seconds after which a call fails with :class:`TimeoutError`,
+            waiting for a ``limit`` slot included; the same as wrapping the
+            await in ``anyio.fail_after(timeout)``.
+        abandon_on_cancel: when the awaiting task is cancelled (or times out)
+            while the function runs, True (the default, as
+            ``asyncio.to_thread``) ends the await at once and lets the function
+            run on in its thread, logging any exception it raises later; False
+            waits for the function to return first, as ``anyio.to_thread``
+            and trio do by default. Either way the function can stop early by
+            calling :func:`check_cancelled`, and a call that has not started yet
+            is simply dropped.
+
+    Returns:
+        The async function (or async generator function), or in the called
+        form a decorator that makes one.
+
+    Raises:
+        TypeError: ``fn`` is a coroutine function, an async generator function
+            or not callable; or an argument has the wrong type.
+        ValueError: ``limit`` is below 1 or ``timeout`` not positive.
+    """
+    adapter = _adapt_executor(executor)
+    limiter = _make_limiter(limit)
+    _check_timeout(timeout)
+    if not isinstance(abandon_on_cancel, bool):
+        raise TypeError(f"abandon_on_cancel must be True or False, got {abandon_on_cancel!r}")
+
+    def decorate(fn: Any) -> Any:
+        return _decorate(fn, adapter, limiter, timeout, abandon_on_cancel)
+
+    if fn is None:
+        return decorate
+    return decorate(fn)
+
+
+async def to_thread(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run ``fn(*args, **kwargs)`` in the default thread executor and return its result.
+
+    A drop-in for ``asyncio.to_thread`` that also works under trio, uses the
+    bounded default :class:`ThreadExecutor` shared by every event loop, and
+    copies the caller's context variables in. When the awaiting task is
+    cancelled, the await ends at once and ``fn`` runs on; it can call
+    :func:`check_cancelled` to stop early.
+
+    Raises:
+        BaseException: whatever ``fn`` raised, unchanged.
+    """
+    call = Call(fn, args, kwargs, copy_context())
+    result: T = await current_inbox().run(call, get_default_executor(), True)
+    return result
+
+
+# -- decoration -------------------------------------------------------------
+
+
+def _describe(fn: object) -> str:
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    return repr(name) if name else repr(fn)
+
+
+def _decorate(
+    fn: Any,
+    adapter: CallExecutor | None,
+    limiter: Limiter | None,
+    timeout: float | None,
+    abandon_on_cancel: bool,
+) -> Any:
+    if isinstance(fn, (classmethod, staticmethod)):
+        inner = cast("Callable[..., Any]", fn.__func__)  # pyright: ignore[reportUnknownMemberType]
+        return type(fn)(_decorate(inner, adapter, limiter, timeout, abandon_on_cancel))
+    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)):
+        raise TypeError(
+            f"async_wrap() expects a sync function; {_describe(fn)} is a coroutine function, "
+            "await it directly instead"
+        )
+    if inspect.isasyncgenfunction(fn):
+        raise TypeError(
+            f"async_wrap() expects a sync function; {_describe(fn)} is an async generator "
+            "function, iterate it with 'async for' directly instead"
+        )
+    if not callable(fn):
+        raise TypeError(
+            f"async_wrap() expects a sync function (or generator function), got "
+            f"{type(fn).__name__} {fn!r}; use it as @async_wrap or @async_wrap(...) on a def"
+        )
+    if inspect.isgeneratorfunction(fn):
+        return _wrap_generator(fn, adapter, limiter, timeout, abandon_on_cancel)
+    return _wrap_function(fn, adapter, limiter, timeout, abandon_on_cancel)
+
+
+def _wrap_function(
+    fn: Callable[..., Any],
+    adapter: CallExecutor | None,
+    limiter: Limiter | None,
+    timeout: float | None,
+    abandon_on_cancel: bool,
+) -> Callable[..., Coroutine[Any, Any, Any]]:
+    # One closure per option set, so the common case does no branching per call.
+    if limiter is None and timeout is None:
+        if adapter is None:
+
+            async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                call = Call(fn, args, kwargs, copy_context())
+                return await current_inbox().run(call, get_default_executor(), abandon_on_cancel)
+
+        else:
+
+            async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                call = Call(fn, args, kwargs, copy_context())
+                return await current_inbox().run(call, adapter, abandon_on_cancel)
+
+    else:
+
+        async def run_limited(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            executor = get_default_executor() if adapter is None else adapter
+            if limiter is None:
+                call = Call(fn, args, kwargs, copy_context())
+            else:
+                await limiter.acquire()
+                call = Call(fn, args, kwargs, copy_context(), limiter.release)
+            return await current_inbox().run(call, executor, abandon_on_cancel)
+
+        if timeout is None:
+
+            async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                return await run_limited(args, kwargs)
+
+        else:
+
+            async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                with anyio.fail_after(timeout):
+                    return await run_limited(args, kwargs)
+
+    return functools.wraps(fn)(wrapper)
+
+
+def _gen_step(lock: threading.Lock, method: Callable[[Any], Any], arg: Any) -> tuple[bool, Any]:
+    # Runs in the worker. The lock keeps a step abandoned by a cancelled caller
+    # and the final close() from running the generator at the same time.
+    with lock:
+        try:
+            return False, method(arg)
+        except StopIteration as stop:
+            return True, stop.value
+
+
+def _gen_close(lock: threading.Lock, gen: Generator[Any, Any, Any]) -> None:
+    with lock:
+        gen.close()
+
+
+def _wrap_generator(
+    fn: Callable[..., Generator[Any, Any, Any]],
+    adapter: CallExecutor | None,
+    limiter: Limiter | None,
+    timeout: float | None,
+    abandon_on_cancel: bool,
+) -> Callable[..., AsyncGenerator[Any, Any]]:
+    async def step(executor: CallExecutor, call: Call) -> Any:
+        if limiter is not None:
+            await limiter.acquire()
+            call.on_done = limiter.release
+        return await current_inbox().run(call, executor, abandon_on_cancel)
+
+    async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        executor = get_default_executor() if adapter is None else adapter
+        gen = fn(*args, **kwargs)
+        # One context for the whole generator, as if it ran in the caller's
+        # thread: what one step sets, the next sees.
+        ctx = copy_context()
+        lock = threading.Lock()
+        method: Callable[[Any], Any] = gen.send
+        arg: Any = None
+        finished = False
+        try:
+            while True:
+                call = Call(_gen_step, (lock, method, arg), {}, ctx)
+                if timeout is None:
+                    finished, value = await step(executor, call)
+                else:
+                    with anyio.fail_after(timeout):
+                        finished, value = await step(executor, call)
+                if finished:
+                    return
+                try:
+                    arg = yield value
+                except GeneratorExit:
+                    raise
+                except BaseException as exc:  # athrow(): hand it to the generator
+                    method, arg = gen.throw, exc
+                else:
+                    method = gen.send
+        finally:
+            if not finished:
+                # Close in the worker without awaiting: this also runs while
+                # the consumer is being cancelled, when trio allows no await.
+                closing = Call(_gen_close, (lock, gen), {}, ctx)
+                try:
+                    executor._submit_call(closing)
+                except ExecutorShutdownError:
+                    closing.drop()
+
+    return functools.wraps(fn)(wrapper)
+
+
+# -- argument checks and executor adapters ------------------------------------
+
+
+def _make_limiter(limit: object) -> Limiter | None:
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise TypeError(f"limit must be an int or None, got {type(limit).__name__} {limit!r}")
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1 (or None for no limit), got {limit}")
+    return Limiter(limit)
+
+
+def _check_timeout(timeout: object) -> None:
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds or None, got {timeout!r}")
+    if not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds (or None), got {timeout}")
+
+
+def _adapt_executor(executor: object) -> CallExecutor | None:
+    if executor is None:
+        return None
+    if hasattr(executor, "_submit_call") and hasattr(executor, "_drop_call"):
+        return cast(CallExecutor, executor)  # an asyncbridge executor
+    if isinstance(executor, cf.ThreadPoolExecutor):
+        return _ForeignThreadPool(executor)
+    if isinstance(executor, cf.Executor):
+        return _ForeignExecutor(executor)
+    raise TypeError(
+        "executor must be None, an asyncbridge executor or a concurrent.futures.Executor, "
+        f"got {type(executor).__name__} {executor!r}"
+    )
+
+
+class _Completion:
+    """Reports a foreign executor's Future into a Call."""
+
+    __slots__ = ("call", "dropping", "future", "report")
+
+    def __init__(self, call: Call, future: cf.Future[Any], report: bool) -> None:
+        self.call = call
+        self.future = future
+        self.report = report  # False when call.run() reports by itself
+        self.dropping = False
+
+    def __call__(self, future: cf.Future[Any]) -> None:
+        call = self.call
+        if future.cancelled():
+            if not self.dropping:  # cancelled by the executor, e.g. shutdown(cancel_futures=True)
+                call.fail(ExecutorShutdownError("the executor cancelled this call before it started"))
+            return
+        if self.report:
+            exc = future.exception()
+            if exc is None:
+                call.result = future.result()
+            else:
+                call.exc = exc
+            call.finish()
+
+
+class _ForeignExecutor:
+    """Adapts any concurrent.futures.Executor (a process pool, say) to the hand-off."""
+
+    __slots__ = ("executor",)
+
+    def __init__(self, executor: cf.Executor) -> None:
+        self.executor = executor
+
+    def _submit(self, call: Call) -> cf.Future[Any]:
+        return self.executor.submit(call.fn, *call.args, **call.kwargs)
+
+    def _submit_call(self, call: Call) -> None:
+        try:
+            future = self._submit(call)
+        except RuntimeError as exc:
+            if "shutdown" not in str(exc) and "shut down" not in str(exc):
+                raise
+            raise ExecutorShutdownError(
+                f"{self.executor!r} is shut down; create a new executor to run more calls"
+            ) from exc
+        completion = _Completion(call, future, not isinstance(self, _ForeignThreadPool))
+        call.handle = completion
+        future.add_done_callback(completion)
+
+    def _drop_call(self, call: Call) -> bool:
+        completion: _Completion = call.handle
+        completion.dropping = True
+        if completion.future.cancel():
+            call.drop()
+            return True
+        completion.dropping = False
+        return False
+
+
+class _ForeignThreadPool(_ForeignExecutor):
+    """A ThreadPoolExecutor: run the Call itself in it, for context and check_cancelled."""
+
+    __slots__ = ()
+
+    def _submit(self, call: Call) -> cf.Future[Any]:
+        return self.executor.submit(call.run)
