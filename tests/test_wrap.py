@@ -1,0 +1,658 @@
+"""async_wrap and to_thread: results, errors, signatures, limits, timeouts, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import contextvars
+import inspect
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import pytest
+
+import asyncbridge
+from asyncbridge import ThreadExecutor, async_wrap, check_cancelled, to_thread
+
+pytestmark = pytest.mark.anyio
+
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="unset")
+
+
+class Gauge:
+    """Counts how many callers are inside at once, and the most ever seen."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.now = 0
+        self.peak = 0
+
+    def __enter__(self) -> None:
+        with self._lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self.now -= 1
+
+
+async def wait_thread_event(event: threading.Event) -> None:
+    """Wait for a threading.Event without blocking the loop (via anyio, not the code under test)."""
+    assert await anyio.to_thread.run_sync(event.wait, 10), "timed out waiting for a worker"
+
+
+# -- the classic recipe's two tests --------------------------------------------
+
+
+async def test_default_executor_runs_17_sleeps_on_17_threads() -> None:
+    """17 concurrent 0.1 s sleeps through @async_wrap() run on 17 distinct threads."""
+
+    @async_wrap()
+    def sleep_and_report() -> int:
+        time.sleep(0.1)
+        return threading.get_ident()
+
+    idents: list[int] = []
+
+    async def one() -> None:
+        idents.append(await sleep_and_report())
+
+    started = time.monotonic()
+    async with anyio.create_task_group() as tg:
+        for _ in range(17):
+            tg.start_soon(one)
+    assert len(set(idents)) == 17
+    assert threading.get_ident() not in idents
+    assert time.monotonic() - started < 1.5  # concurrent, not 1.7 s of serial sleeps
+
+
+async def test_thread_pool_executor_of_2_uses_at_most_2_threads() -> None:
+    """17 concurrent sleeps through @async_wrap(executor=ThreadPoolExecutor(2)) use at most 2 threads."""
+    gauge = Gauge()
+    with cf.ThreadPoolExecutor(max_workers=2) as pool:
+
+        @async_wrap(executor=pool)
+        def sleep_and_report() -> int:
+            with gauge:
+                time.sleep(0.1)
+            return threading.get_ident()
+
+        idents: list[int] = []
+
+        async def one() -> None:
+            idents.append(await sleep_and_report())
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(17):
+                tg.start_soon(one)
+    assert len(idents) == 17
+    assert len(set(idents)) <= 2
+    assert gauge.peak == 2
+
+
+# -- results, errors, metadata ---------------------------------------------------
+
+
+async def test_returns_result_and_passes_arguments() -> None:
+    """The wrapped function gets positional and keyword arguments and its result comes back."""
+
+    @async_wrap
+    def combine(a: int, b: int, *, sep: str = "-") -> str:
+        return f"{a}{sep}{b}@{threading.get_ident()}"
+
+    text = await combine(1, 2, sep="+")
+    value, ident = text.split("@")
+    assert value == "1+2"
+    assert int(ident) != threading.get_ident()
+
+
+def _raise_here() -> None:
+    raise KeyError("the original")
+
+
+async def test_reraises_the_same_exception_with_its_traceback() -> None:
+    """The exception the function raised is re-raised: the same object, the raising frame in its traceback."""
+    seen: list[BaseException] = []
+
+    @async_wrap
+    def fail() -> None:
+        try:
+            _raise_here()
+        except KeyError as exc:
+            seen.append(exc)
+            raise
+
+    with pytest.raises(KeyError) as info:
+        await fail()
+    assert info.value is seen[0]
+    frames = [frame.name for frame in traceback.extract_tb(info.value.__traceback__)]
+    assert "_raise_here" in frames
+
+
+async def test_keeps_name_doc_wrapped_and_signature() -> None:
+    """The wrapper keeps __name__, __qualname__, __doc__, __wrapped__ and the signature, and is a coroutine function."""
+
+    def original(x: int, /, y: str = "a", *args: int, z: float, **kw: Any) -> list[str]:
+        """Original docstring."""
+        return [y]
+
+    wrapped = async_wrap(original)
+    assert wrapped.__name__ == "original"
+    assert wrapped.__qualname__ == original.__qualname__
+    assert wrapped.__doc__ == "Original docstring."
+    assert wrapped.__wrapped__ is original  # type: ignore[attr-defined]
+    assert inspect.signature(wrapped) == inspect.signature(original)
+    assert inspect.iscoroutinefunction(wrapped)
+    assert await wrapped(1, z=2.0) == ["a"]
+
+
+async def test_bare_and_called_forms_behave_alike() -> None:
+    """@async_wrap, @async_wrap() and @async_wrap(executor=...) all make awaitable functions."""
+
+    def double(x: int) -> int:
+        return 2 * x
+
+    with ThreadExecutor(2) as executor:
+        forms = [async_wrap(double), async_wrap()(double), async_wrap(executor=executor)(double)]
+        assert [await form(21) for form in forms] == [42, 42, 42]
+        assert executor.statistics().completed == 1
+
+
+async def test_context_variables_are_visible_in_the_thread() -> None:
+    """A context variable set by the caller is visible inside the wrapped function and to_thread."""
+
+    @async_wrap
+    def read() -> str:
+        return request_id.get()
+
+    token = request_id.set("abc-123")
+    try:
+        assert await read() == "abc-123"
+        assert await to_thread(request_id.get) == "abc-123"
+    finally:
+        request_id.reset(token)
+
+
+async def test_context_changes_in_the_thread_do_not_leak_back() -> None:
+    """A context variable set inside the function stays in the function's copy of the context."""
+
+    @async_wrap
+    def write() -> str:
+        request_id.set("inside")
+        return request_id.get()
+
+    assert await write() == "inside"
+    assert request_id.get() == "unset"
+
+
+# -- methods ---------------------------------------------------------------------
+
+
+class Repository:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @async_wrap
+    def fetch(self, key: str) -> str:
+        return f"{self.name}:{key}"
+
+    @classmethod
+    @async_wrap
+    def make(cls, name: str) -> Repository:
+        return cls(name)
+
+    @async_wrap
+    @classmethod
+    def make_outer(cls, name: str) -> Repository:
+        return cls(name)
+
+    @staticmethod
+    @async_wrap
+    def version() -> int:
+        return threading.get_ident()
+
+    @async_wrap
+    @staticmethod
+    def version_outer() -> int:
+        return threading.get_ident()
+
+
+async def test_methods_classmethods_and_staticmethods() -> None:
+    """async_wrap works on methods, and on classmethods and staticmethods in either decorator order."""
+    repo = Repository("db")
+    assert await repo.fetch("k") == "db:k"
+    assert (await Repository.make("x")).name == "x"
+    assert (await Repository.make_outer("y")).name == "y"  # type: ignore[operator]
+    assert await Repository.version() != threading.get_ident()
+    assert await Repository.version_outer() != threading.get_ident()  # type: ignore[operator]
+    assert inspect.iscoroutinefunction(Repository.fetch)
+
+
+# -- generators --------------------------------------------------------------------
+
+
+async def test_generator_becomes_async_generator_with_steps_in_threads() -> None:
+    """A sync generator function becomes an async generator whose every step runs in a worker thread."""
+    loop_thread = threading.get_ident()
+
+    @async_wrap
+    def numbers(n: int) -> Iterator[tuple[int, int]]:
+        for i in range(n):
+            yield i, threading.get_ident()
+
+    assert inspect.isasyncgenfunction(numbers)
+    items = [item async for item in numbers(5)]
+    assert [i for i, _ in items] == [0, 1, 2, 3, 4]
+    assert all(ident != loop_thread for _, ident in items)
+
+
+async def test_generator_send_throw_and_return() -> None:
+    """asend() and athrow() reach the generator, and its exceptions reach the consumer."""
+
+    @async_wrap
+    def echo() -> Any:
+        received = yield "ready"
+        while True:
+            try:
+                received = yield f"got {received}"
+            except ValueError as exc:
+                received = yield f"caught {exc}"
+                raise RuntimeError("done") from None
+
+    gen = echo()
+    assert await gen.asend(None) == "ready"
+    assert await gen.asend(1) == "got 1"
+    assert await gen.athrow(ValueError("x")) == "caught x"
+    with pytest.raises(RuntimeError, match="done"):
+        await gen.asend(None)
+
+
+async def test_generator_closed_early_runs_its_finally_in_a_worker() -> None:
+    """Leaving an async for early closes the generator, running its cleanup in a worker thread."""
+    closed = threading.Event()
+    close_thread: list[int] = []
+
+    @async_wrap
+    def rows() -> Iterator[int]:
+        try:
+            yield from range(100)
+        finally:
+            close_thread.append(threading.get_ident())
+            closed.set()
+
+    gen = rows()
+    async for row in gen:
+        if row == 2:
+            break
+    await gen.aclose()
+    await wait_thread_event(closed)
+    assert close_thread[0] != threading.get_ident()
+
+
+# -- bad input ---------------------------------------------------------------------
+
+
+async def _coroutine_function() -> None:
+    pass
+
+
+async def _async_generator_function() -> Any:
+    yield 1
+
+
+def test_rejects_coroutine_function_at_decoration() -> None:
+    """Wrapping a coroutine function is a TypeError that says to await it directly."""
+    with pytest.raises(TypeError, match=r"'_coroutine_function' is a coroutine function, await it directly"):
+        async_wrap(_coroutine_function)
+
+
+def test_rejects_async_generator_function_at_decoration() -> None:
+    """Wrapping an async generator function is a TypeError that says to iterate it directly."""
+    with pytest.raises(TypeError, match=r"async generator function, iterate it with 'async for'"):
+        async_wrap()(_async_generator_function)
+
+
+def test_rejects_non_callable_at_decoration() -> None:
+    """Wrapping something not callable is a TypeError naming what was passed."""
+    with pytest.raises(TypeError, match=r"expects a sync function .*got int 42"):
+        async_wrap(42)  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"limit": 0}, ValueError, "limit must be at least 1"),
+        ({"limit": "2"}, TypeError, "limit must be an int"),
+        ({"limit": True}, TypeError, "limit must be an int"),
+        ({"timeout": 0}, ValueError, "timeout must be a positive number"),
+        ({"timeout": -1.5}, ValueError, "timeout must be a positive number"),
+        ({"timeout": "1"}, TypeError, "timeout must be a number"),
+        ({"executor": "pool"}, TypeError, "executor must be None, an asyncbridge executor"),
+        ({"abandon_on_cancel": "yes"}, TypeError, "abandon_on_cancel must be True or False"),
+    ],
+)
+def test_rejects_bad_options(kwargs: dict[str, Any], error: type[Exception], message: str) -> None:
+    """Each bad option is rejected when async_wrap(...) is called, naming the argument."""
+    with pytest.raises(error, match=message):
+        async_wrap(**kwargs)
+
+
+def test_awaiting_without_an_event_loop_is_a_clear_error() -> None:
+    """Driving the coroutine outside asyncio or trio raises RuntimeError naming the fix."""
+    coro = to_thread(int)
+    with pytest.raises(RuntimeError, match="no running event loop"):
+        coro.send(None)
+    coro.close()
+
+
+# -- limit -------------------------------------------------------------------------
+
+
+async def test_limit_bounds_concurrent_calls_of_one_function() -> None:
+    """limit=3 lets at most 3 calls of the function run at once, though the pool has 40 threads."""
+    gauge = Gauge()
+    release = threading.Event()
+    three_in = threading.Event()
+
+    @async_wrap(limit=3)
+    def work() -> None:
+        with gauge:
+            if gauge.now >= 3:
+                three_in.set()
+            release.wait(10)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(10):
+            tg.start_soon(work)
+        await wait_thread_event(three_in)
+        await anyio.wait_all_tasks_blocked()
+        assert gauge.now == 3  # the other seven wait for a slot, not for a thread
+        release.set()
+    assert gauge.peak == 3
+
+
+async def test_limit_holds_across_event_loops_in_threads() -> None:
+    """One function's limit holds when it is called from several event loops in several threads."""
+    gauge = Gauge()
+
+    @async_wrap(limit=2)
+    def work() -> None:
+        with gauge:
+            time.sleep(0.01)
+
+    async def many() -> None:
+        async with anyio.create_task_group() as tg:
+            for _ in range(8):
+                tg.start_soon(work)
+
+    def in_new_loop(backend: str) -> None:
+        anyio.run(many, backend=backend)
+
+    threads = [threading.Thread(target=in_new_loop, args=(b,)) for b in ("asyncio", "asyncio", "trio")]
+    for thread in threads:
+        thread.start()
+    await many()
+    for thread in threads:
+        await anyio.to_thread.run_sync(thread.join, 30)
+    assert gauge.peak == 2
+
+
+async def test_cancelled_waiter_gives_its_limit_place_up() -> None:
+    """A caller cancelled while waiting for a limit slot does not take or leak the slot."""
+    hold = threading.Event()
+    entered = threading.Event()
+
+    @async_wrap(limit=1)
+    def work(tag: str) -> str:
+        entered.set()
+        hold.wait(10)
+        return tag
+
+    results: list[str] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: work("first"))
+        await wait_thread_event(entered)
+        with anyio.move_on_after(0.05):
+            await work("never")  # waits for the slot, then gives up
+        hold.set()
+    results.append(await work("after"))
+    assert results == ["after"]
+
+
+# -- timeout and cancellation --------------------------------------------------------
+
+
+async def test_timeout_raises_builtin_timeout_error_and_keeps_the_slot() -> None:
+    """timeout=S fails the await with TimeoutError after S seconds; the thread keeps its slot until done."""
+    release = threading.Event()
+    with ThreadExecutor(1) as executor:
+
+        @async_wrap(executor=executor, timeout=0.1)
+        def stuck() -> None:
+            release.wait(10)
+
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await stuck()
+        assert time.monotonic() - started < 5
+        assert executor.statistics().running == 1
+        release.set()
+
+
+@pytest.mark.parametrize("how", ["cancel_scope", "fail_after"])
+async def test_cancel_ends_await_promptly_and_keeps_slot(how: str) -> None:
+    """A cancelled or timed-out await ends at once; the function runs on and its thread stays counted."""
+    release = threading.Event()
+    started = threading.Event()
+    finished = threading.Event()
+    with ThreadExecutor(1) as executor:
+
+        @async_wrap(executor=executor)
+        def stuck() -> None:
+            started.set()
+            release.wait(10)
+            finished.set()
+
+        if how == "cancel_scope":
+            with anyio.CancelScope() as scope:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(stuck)
+                    await wait_thread_event(started)
+                    scope.cancel()
+        else:
+            with pytest.raises(TimeoutError):
+                with anyio.fail_after(0.1):
+                    await stuck()
+        assert not finished.is_set()
+        assert executor.statistics().running == 1
+        release.set()
+        await wait_thread_event(finished)
+
+
+async def test_native_asyncio_timeout_fires() -> None:
+    """asyncio.wait_for around an await through async_wrap fires on time (asyncio backends)."""
+    if asyncbridge._hub._get_running_loop() is None:
+        pytest.skip("asyncio-only API")
+    release = threading.Event()
+
+    @async_wrap
+    def stuck() -> None:
+        release.wait(10)
+
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(stuck(), 0.1)
+    release.set()
+
+
+async def test_exception_after_abandonment_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """An exception raised by a function whose caller was cancelled is logged, not lost."""
+    release = threading.Event()
+    started = threading.Event()
+    done = threading.Event()
+
+    @async_wrap
+    def late_failure() -> None:
+        started.set()
+        release.wait(10)
+        done.set()
+        raise LookupError("raised after the caller left")
+
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(late_failure)
+            await wait_thread_event(started)
+            scope.cancel()
+    with caplog.at_level(logging.ERROR, logger="asyncbridge"):
+        release.set()
+        await wait_thread_event(done)
+        for _ in range(200):  # the log is written when the loop drains the worker's report
+            if caplog.records:
+                break
+            await anyio.sleep(0.01)
+    assert any(
+        record.exc_info and isinstance(record.exc_info[1], LookupError) for record in caplog.records
+    ), caplog.text
+
+
+async def test_abandon_on_cancel_false_waits_for_the_thread() -> None:
+    """With abandon_on_cancel=False a cancelled await returns only after the function has returned."""
+    release = threading.Event()
+    started = threading.Event()
+    finished = threading.Event()
+
+    @async_wrap(abandon_on_cancel=False)
+    def stubborn() -> None:
+        started.set()
+        release.wait(10)
+        finished.set()
+
+    async def cancel_later(scope: anyio.CancelScope) -> None:
+        await wait_thread_event(started)
+        scope.cancel()
+        await anyio.sleep(0.05)
+        release.set()
+
+    async with anyio.create_task_group() as tg:
+        with anyio.CancelScope() as scope:
+            tg.start_soon(cancel_later, scope)
+            await stubborn()
+        assert finished.is_set()
+
+
+async def test_check_cancelled_stops_the_function_after_cancel() -> None:
+    """check_cancelled() raises inside the thread once the awaiting task is cancelled."""
+    started = threading.Event()
+    stopped = threading.Event()
+    iterations: list[int] = []
+
+    @async_wrap(abandon_on_cancel=False)
+    def long_loop() -> None:
+        started.set()
+        try:
+            for i in range(10_000):
+                iterations.append(i)
+                check_cancelled()
+                time.sleep(0.001)
+        finally:
+            stopped.set()
+
+    with anyio.move_on_after(5) as outer:
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(long_loop)
+                await wait_thread_event(started)
+                scope.cancel()
+    assert not outer.cancelled_caught
+    assert stopped.is_set()
+    assert len(iterations) < 10_000
+
+
+def test_check_cancelled_is_a_no_op_outside_workers() -> None:
+    """check_cancelled() does nothing when called from plain sync code."""
+    check_cancelled()
+
+
+async def test_cancelled_queued_call_never_runs() -> None:
+    """A call still queued when its caller is cancelled is dropped: the function never runs."""
+    release = threading.Event()
+    started = threading.Event()
+    ran: list[str] = []
+    with ThreadExecutor(1) as executor:
+
+        @async_wrap(executor=executor)
+        def work(tag: str) -> None:
+            ran.append(tag)
+            started.set()
+            release.wait(10)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(work, "first")
+            await wait_thread_event(started)
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await work("queued")
+            assert executor.statistics().queued == 0
+            release.set()
+        assert await work("third") is None
+    assert ran == ["first", "third"]
+
+
+# -- other executors -------------------------------------------------------------------
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
+async def test_works_with_a_process_pool_executor() -> None:
+    """Any concurrent.futures.Executor works, a ProcessPoolExecutor included."""
+    import multiprocessing
+
+    with cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        square = async_wrap(executor=pool)(_square)
+        assert await square(7) == 49
+
+
+async def test_foreign_executor_shut_down_is_a_clear_error() -> None:
+    """A call on a shut-down ThreadPoolExecutor raises ExecutorShutdownError, a RuntimeError."""
+    pool = cf.ThreadPoolExecutor(1)
+    pool.shutdown()
+    with pytest.raises(asyncbridge.ExecutorShutdownError, match="shut down"):
+        await async_wrap(executor=pool)(int)()
+
+
+async def test_foreign_executor_cancel_futures_fails_queued_caller() -> None:
+    """A queued call cancelled by ThreadPoolExecutor.shutdown(cancel_futures=True) fails instead of hanging."""
+    pool = cf.ThreadPoolExecutor(1)
+    release = threading.Event()
+    started = threading.Event()
+
+    def block() -> None:
+        started.set()
+        release.wait(10)
+
+    blocked = async_wrap(executor=pool)(block)
+    errors: list[BaseException] = []
+
+    async def queued() -> None:
+        try:
+            await blocked()
+        except asyncbridge.ExecutorShutdownError as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(blocked)
+        await wait_thread_event(started)
+        async with anyio.create_task_group() as inner:
+            inner.start_soon(queued)
+            await anyio.wait_all_tasks_blocked()
+            pool.shutdown(wait=False, cancel_futures=True)
+        release.set()
+    assert len(errors) == 1
+    assert "cancelled this call before it started" in str(errors[0])
