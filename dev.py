@@ -47,13 +47,15 @@ def find_python(version: str | None) -> str:
 def venv_for(python: str, extras: str) -> Path:
     out = subprocess.run(
         [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     version = out.stdout.strip()
     venv = ROOT / (".venv" if python == sys.executable else f".venv-{version}")
     bin_python = venv / ("Scripts" if os.name == "nt" else "bin") / "python"
     stamp = venv / ".asyncbridge-installed"
-    wanted = hashlib.sha256(((ROOT / "pyproject.toml").read_bytes() + extras.encode())).hexdigest()
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
     if not bin_python.exists():
         print(f"dev.py: creating {venv.name} with Python {version}", flush=True)
         subprocess.run([python, "-m", "venv", str(venv)], check=True)

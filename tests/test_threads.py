@@ -208,7 +208,8 @@ async def test_async_with_waits_for_workers_without_blocking_the_loop() -> None:
         tg.start_soon(ticker)
         async with executor:
             pass
-        assert release.is_set() and ticks >= 3
+        assert release.is_set()
+        assert ticks >= 3
         assert executor.statistics().workers == 0
         tg.cancel_scope.cancel()
 

@@ -515,9 +515,9 @@ async def test_exception_after_abandonment_is_logged(caplog: pytest.LogCaptureFi
             if caplog.records:
                 break
             await anyio.sleep(0.01)
-    assert any(
-        record.exc_info and isinstance(record.exc_info[1], LookupError) for record in caplog.records
-    ), caplog.text
+    assert any(record.exc_info and isinstance(record.exc_info[1], LookupError) for record in caplog.records), (
+        caplog.text
+    )
 
 
 async def test_abandon_on_cancel_false_waits_for_the_thread() -> None:

@@ -41,12 +41,15 @@ __all__ = [
     "to_thread",
 ]
 
-# Show the public path in reprs, tracebacks and docs, not the private module.
-for _name in __all__:
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("asyncbridge._"):
-        try:
-            _obj.__module__ = __name__
-        except (AttributeError, TypeError):
-            pass
-del _name, _obj
+
+def _set_public_module() -> None:
+    """Show the public path in reprs, tracebacks and docs, not the private module."""
+    namespace = globals()
+    for name in __all__:
+        obj = namespace[name]
+        if isinstance(obj, type) or callable(obj):
+            obj.__module__ = __name__
+
+
+_set_public_module()
+del _set_public_module

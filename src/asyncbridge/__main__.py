@@ -22,11 +22,13 @@ def main(argv: list[str] | None = None) -> int:
     if command == "demo":
         from ._demo import main as demo
 
-        return demo(rest)
+        status: int = demo(rest)
+        return status
     if command == "watch":
         from ._watch import main as watch
 
-        return watch(rest)
+        status = watch(rest)
+        return status
     print(f"asyncbridge: unknown command {command!r}\n\n{USAGE}", end="", file=sys.stderr)
     return 2
 

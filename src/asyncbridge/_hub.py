@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 if TYPE_CHECKING:
     from ._backends._asyncio import AsyncioInbox
     from ._backends._trio import TrioInbox
+    from ._limit import Grant
 
 __all__ = ["Call", "CallExecutor", "Inbox", "check_cancelled", "current_call", "current_inbox"]
 
@@ -43,7 +44,7 @@ DROPPED = 3
 class Inbox(Protocol):
     """Where finished calls go to wake the event loop that waits for them."""
 
-    def push(self, item: Call) -> None: ...
+    def push(self, item: Call | Grant, /) -> None: ...
 
 
 class CallExecutor(Protocol):
@@ -99,11 +100,11 @@ class Call:
         ctx: contextvars.Context | None,
         on_done: Callable[[], None] | None = None,
     ) -> None:
-        self.fn = fn
-        self.args = args
-        self.kwargs = kwargs
-        self.ctx = ctx
-        self.on_done = on_done
+        self.fn: Callable[..., Any] = fn
+        self.args: tuple[Any, ...] = args
+        self.kwargs: dict[str, Any] = kwargs
+        self.ctx: contextvars.Context | None = ctx
+        self.on_done: Callable[[], None] | None = on_done
         self.state = PENDING
         self.result: Any = None
         self.exc: BaseException | None = None
@@ -178,7 +179,7 @@ class Call:
         exc = self.exc
         self.exc = None
         self.result = None
-        if exc is None or self.raise_cancel is not None and _is_cancellation(exc):
+        if exc is None or (self.raise_cancel is not None and _is_cancellation(exc)):
             return  # a result nobody wants, or the caller's own cancellation: expected
         logger.error(
             "an abandoned call raised after its caller was cancelled or timed out",

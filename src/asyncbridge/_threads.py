@@ -71,8 +71,14 @@ class _FutureCall(Call):
 
     __slots__ = ("future",)
 
-    def __init__(self, future: cf.Future[Any], fn: Callable[..., Any], args: tuple[Any, ...],
-                 kwargs: dict[str, Any], ctx: contextvars.Context) -> None:
+    def __init__(
+        self,
+        future: cf.Future[Any],
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        ctx: contextvars.Context,
+    ) -> None:
         super().__init__(fn, args, kwargs, ctx)
         self.future = future
 
@@ -171,9 +177,7 @@ class ThreadExecutor(cf.Executor):
     def _submit_call(self, call: Call) -> None:
         with self._lock:
             if self._shutdown:
-                raise ExecutorShutdownError(
-                    f"{self!r} is shut down; create a new executor to run more calls"
-                )
+                raise ExecutorShutdownError(f"{self!r} is shut down; create a new executor to run more calls")
             if self._idle:
                 worker = self._idle.pop()
                 call.state = RUNNING

@@ -6,7 +6,7 @@ import concurrent.futures as cf
 import functools
 import inspect
 import threading
-from collections.abc import AsyncGenerator, Callable, Coroutine, Generator
+from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Iterator
 from contextvars import copy_context
 from typing import Any, Protocol, TypeVar, cast, overload
 
@@ -35,6 +35,11 @@ class _AsyncWrapDecorator(Protocol):
     ) -> Callable[P, AsyncGenerator[Y, S]]: ...
 
     @overload
+    def __call__(  # type: ignore[overload-overlap]
+        self, fn: Callable[P, Iterator[Y]], /
+    ) -> Callable[P, AsyncGenerator[Y, None]]: ...
+
+    @overload
     def __call__(self, fn: Callable[P, T], /) -> Callable[P, Coroutine[Any, Any, T]]: ...
 
 
@@ -42,6 +47,12 @@ class _AsyncWrapDecorator(Protocol):
 def async_wrap(  # type: ignore[overload-overlap]
     fn: Callable[P, Generator[Y, S, Any]], /
 ) -> Callable[P, AsyncGenerator[Y, S]]: ...
+
+
+@overload
+def async_wrap(  # type: ignore[overload-overlap]
+    fn: Callable[P, Iterator[Y]], /
+) -> Callable[P, AsyncGenerator[Y, None]]: ...
 
 
 @overload
@@ -164,12 +175,13 @@ def _decorate(
     abandon_on_cancel: bool,
 ) -> Any:
     if isinstance(fn, (classmethod, staticmethod)):
-        inner = cast("Callable[..., Any]", fn.__func__)  # pyright: ignore[reportUnknownMemberType]
-        return type(fn)(_decorate(inner, adapter, limiter, timeout, abandon_on_cancel))
-    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)):
+        descriptor = cast(Any, fn)
+        inner = _decorate(descriptor.__func__, adapter, limiter, timeout, abandon_on_cancel)
+        return type(descriptor)(inner)
+    call_method = getattr(type(fn), "__call__", None)  # noqa: B004 (an object whose __call__ is async)
+    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call_method):
         raise TypeError(
-            f"async_wrap() expects a sync function; {_describe(fn)} is a coroutine function, "
-            "await it directly instead"
+            f"async_wrap() expects a sync function; {_describe(fn)} is a coroutine function, await it directly instead"
         )
     if inspect.isasyncgenfunction(fn):
         raise TypeError(

@@ -1,0 +1,75 @@
+"""Pins the public types: type-checked by mypy --strict and pyright (strict) in CI, never run."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+from collections.abc import AsyncGenerator, Coroutine, Generator, Iterator
+from typing import Any
+
+from typing_extensions import assert_type
+
+from asyncbridge import ExecutorStatistics, ThreadExecutor, async_wrap, to_thread
+
+
+@async_wrap
+def bare(x: int, *, name: str = "") -> str:
+    return f"{x}{name}"
+
+
+@async_wrap()
+def called(x: int) -> bytes:
+    return bytes(x)
+
+
+@async_wrap(executor=cf.ThreadPoolExecutor(2), limit=4, timeout=1.5, abandon_on_cancel=False)
+def with_options(x: int, y: float) -> float:
+    return x * y
+
+
+@async_wrap
+def numbers(n: int) -> Iterator[int]:
+    yield from range(n)
+
+
+@async_wrap
+def counted(n: int) -> Generator[str, int, None]:
+    total = yield str(n)
+    yield str(total)
+
+
+class Service:
+    @async_wrap
+    def method(self, key: str) -> list[str]:
+        return [key]
+
+    @classmethod
+    @async_wrap
+    def build(cls, n: int) -> Service:
+        return cls()
+
+    @staticmethod
+    @async_wrap
+    def helper(flag: bool) -> int:
+        return int(flag)
+
+
+async def uses() -> None:
+    pending = assert_type(bare(1, name="a"), Coroutine[Any, Any, str])
+    assert_type(await pending, str)
+    assert_type(await bare(1), str)
+    assert_type(await called(3), bytes)
+    assert_type(await with_options(2, 1.5), float)
+    assert_type(numbers(3), AsyncGenerator[int, None])
+    assert_type(counted(3), AsyncGenerator[str, int])
+    async for n in numbers(3):
+        assert_type(n, int)
+    assert_type(await Service().method("k"), list[str])
+    assert_type(await Service.build(1), Service)
+    assert_type(await Service.helper(True), int)
+    assert_type(await to_thread(len, "abc"), int)
+    executor = ThreadExecutor(2)
+    assert_type(await executor.run(divmod, 7, 2), tuple[int, int])
+    assert_type(executor.submit(str.upper, "a"), cf.Future[str])
+    assert_type(executor.statistics(), ExecutorStatistics)
+    await bare("not an int")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    await called(1, 2)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
