@@ -115,8 +115,17 @@ class Call:
         self.enqueued_at = 0.0
         self.handle: Any = None  # the executor's own bookkeeping for this call
 
-    def run(self) -> bool:
-        """Run the call in this (worker) thread and report it; return True if it raised."""
+    def run(self) -> None:
+        """Run the call in this (worker) thread and report its outcome."""
+        self.execute()
+        self.finish()
+
+    def execute(self) -> bool | None:
+        """Run the call in this thread and keep its outcome; True if it raised.
+
+        The outcome is reported by ``finish()``, which executors call once their
+        own bookkeeping is done, so a woken caller sees up-to-date statistics.
+        """
         local = _local
         outer = local.call  # not None when a sync_wrap'd coroutine nests a call here
         local.call = self
@@ -129,9 +138,7 @@ class Call:
             self.exc = exc
         finally:
             local.call = outer
-        failed = self.exc is not None
-        self.finish()
-        return failed
+        return self.exc is not None
 
     def finish(self) -> None:
         """Mark the call done (its outcome is set) and wake whoever waits for it."""

@@ -82,13 +82,15 @@ class _FutureCall(Call):
         super().__init__(fn, args, kwargs, ctx)
         self.future = future
 
-    def run(self) -> bool:
+    def execute(self) -> bool | None:
         if not self.future.set_running_or_notify_cancel():
             self.drop()
-            return False
-        return super().run()
+            return None
+        return super().execute()
 
     def finish(self) -> None:
+        if self.state == DROPPED:
+            return
         self.state = DONE
         self.fn = self.args = self.kwargs = self.ctx = None  # type: ignore[assignment]
         exc, result = self.exc, self.result
@@ -227,13 +229,15 @@ class ThreadExecutor(cf.Executor):
             self._thread_ids.add(ident)
         try:
             while call is not None:
-                failed = call.run()
+                failed = call.execute()
+                finished = call
                 with lock:
                     self._running -= 1
-                    self._completed += 1
-                    if failed:
-                        self._failed += 1
+                    if failed is not None:
+                        self._completed += 1
+                        self._failed += failed
                     call = None
+                    stop = False
                     while pending:
                         queued = pending.popleft()
                         if queued.state != PENDING:
@@ -249,8 +253,12 @@ class ThreadExecutor(cf.Executor):
                         break
                     else:
                         if self._shutdown:
-                            return
-                        self._idle.append(worker)
+                            stop = True
+                        else:
+                            self._idle.append(worker)
+                finished.finish()  # report after the bookkeeping, so callers see it done
+                if stop:
+                    return
                 if call is not None:
                     continue
                 if not worker.wake.acquire(timeout=self._idle_timeout):
