@@ -178,7 +178,7 @@ def _decorate(
         descriptor = cast(Any, fn)
         inner = _decorate(descriptor.__func__, adapter, limiter, timeout, abandon_on_cancel)
         return type(descriptor)(inner)
-    call_method = getattr(type(fn), "__call__", None)  # noqa: B004 (an object whose __call__ is async)
+    call_method = getattr(type(cast(object, fn)), "__call__", None)  # noqa: B004 (an object whose __call__ is async)
     if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call_method):
         raise TypeError(
             f"async_wrap() expects a sync function; {_describe(fn)} is a coroutine function, await it directly instead"
