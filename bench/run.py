@@ -1,0 +1,114 @@
+"""Run asyncbridge's benchmarks against its peers; print Markdown tables and write results.
+
+    python3 dev.py bench                          # everything (about 5 minutes on 2 cores)
+    python3 dev.py bench --scenario latency       # one scenario (repeat the flag for more)
+    python3 dev.py bench --backend trio           # only that event loop where it applies
+    python3 dev.py bench --quick                  # fewer rounds and calls: a smoke test
+    python3 dev.py bench --list                   # the scenarios
+
+A full run writes bench/results/latest.md and latest.json; a partial run (a
+scenario, backend or rounds chosen, or --quick) writes bench/results/partial.md
+and partial.json instead, so the committed results always come from one whole
+run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import scenario_detector
+import scenario_latency
+import scenario_memory
+import scenario_process
+import scenario_sync_wrap
+import scenario_throughput
+from _harness import (
+    BACKENDS,
+    RESULTS_DIR,
+    Config,
+    Progress,
+    Section,
+    machine_info,
+    render_report,
+    report_json,
+)
+
+SCENARIOS: dict[str, ModuleType] = {
+    m.NAME: m
+    for m in (
+        scenario_latency,
+        scenario_throughput,
+        scenario_process,
+        scenario_detector,
+        scenario_sync_wrap,
+        scenario_memory,
+    )
+}
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--scenario",
+        "-s",
+        action="append",
+        choices=sorted(SCENARIOS),
+        help="run only this scenario (repeatable)",
+    )
+    parser.add_argument("--backend", "-b", action="append", choices=BACKENDS, help="only this event loop (repeatable)")
+    parser.add_argument("--rounds", type=int, help="rounds per measurement instead of each default")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and smaller sizes")
+    parser.add_argument("--output", type=Path, help="write NAME.md and NAME.json here instead")
+    parser.add_argument("--quiet", action="store_true", help="no per-round progress on stderr")
+    parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    args = parser.parse_args(argv)
+
+    if args.list:
+        for name, module in SCENARIOS.items():
+            print(f"{name:12} {module.TITLE}")
+        return 0
+    partial = bool(args.scenario or args.backend or args.rounds or args.quick)
+    cfg = Config(
+        progress=Progress(not args.quiet),
+        quick=args.quick,
+        rounds=args.rounds,
+        backends=tuple(b for b in BACKENDS if not args.backend or b in args.backend),
+    )
+    names = args.scenario or list(SCENARIOS)
+    command = "python3 dev.py bench" + ("" if not argv else " " + " ".join(argv))
+    info = machine_info()
+    print(f"# bench: {', '.join(names)} on {', '.join(cfg.backends)}", file=sys.stderr, flush=True)
+
+    sections: list[Section] = []
+    started = time.perf_counter()
+    for name in names:
+        t0 = time.perf_counter()
+        cfg.progress(f"== {SCENARIOS[name].TITLE}")
+        section: Section = SCENARIOS[name].run(cfg)
+        section.seconds = time.perf_counter() - t0
+        sections.append(section)
+        print(section.to_markdown(), flush=True)
+    total = time.perf_counter() - started
+
+    report = render_report(sections, info, command, total)
+    out = args.output or RESULTS_DIR / ("partial" if partial else "latest")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text(report)
+    data = report_json(sections, info, command) | {"total_seconds": total}
+    out.with_suffix(".json").write_text(json.dumps(data, indent=2) + "\n")
+    targets = report.split("## Targets (issue 6)", 1)
+    if len(targets) == 2:
+        print("## Targets (issue 6)" + targets[1].split("\n## ", 1)[0])
+    print(f"wrote {out.with_suffix('.md')} and .json ({total:.0f} s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,181 @@
+"""Scenario 2: throughput of many concurrent calls through a 40-thread bound.
+
+Two workloads, each per sample in a fresh event loop after a warm-up batch
+that starts the threads:
+
+- ``TRIVIAL`` (10,000) concurrent tasks each awaiting a trivial function:
+  pure hand-off cost, reported as calls per second.
+- ``SLEEPS`` (6,000) concurrent tasks each awaiting ``time.sleep(0.005)``
+  through 40 threads: the ideal wall time is 6000 x 5 ms / 40 = 0.75 s, and
+  efficiency is ideal / measured (100% means the pool never idles).
+
+The minimal hand-off reference uses one worker for trivial calls (as in issue
+6: more workers only add GIL contention there) and 40 for the sleeps (with
+one it would take 30 s).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from _harness import Backend, Candidate, Check, Config, Sample, Section, Table, measure, ratio_check, run_loop
+from _offload import (
+    AB_ASYNC_WRAP,
+    ASYNCIO_TO_THREAD,
+    RAW,
+    THREADS,
+    TRIO_TO_THREAD,
+    Way,
+    for_backend,
+    gather_calls,
+    ways,
+)
+
+NAME = "throughput"
+TITLE = "2. Throughput of concurrent calls, 40-thread bound (thread offload)"
+
+SLEEP = 0.005
+
+
+def noop() -> None:
+    return None
+
+
+def nap() -> None:
+    time.sleep(SLEEP)
+
+
+def sample(backend: Backend, way: Way, fn: Callable[[], None], n: int, warmup: int) -> float:
+    """Seconds for ``n`` concurrent calls of ``fn`` through ``way``."""
+
+    async def main() -> float:
+        async with way.prepare(fn) as call:
+            await gather_calls(backend, call, warmup)
+            start = time.perf_counter()
+            await gather_calls(backend, call, n)
+            return time.perf_counter() - start
+
+    return run_loop(backend, main)
+
+
+def _trivial(backend: Backend, way: Way, n: int) -> Callable[[], Sample]:
+    def one() -> Sample:
+        seconds = sample(backend, way, noop, n, 2 * THREADS)
+        return {"calls_per_s": n / seconds, "s": seconds}
+
+    return one
+
+
+def _sleeps(backend: Backend, way: Way, n: int) -> Callable[[], Sample]:
+    ideal = n * SLEEP / THREADS
+
+    def one() -> Sample:
+        seconds = sample(backend, way, nap, n, 2 * THREADS)
+        return {"efficiency": 100 * ideal / seconds, "s": seconds}
+
+    return one
+
+
+def _bare_threads(n: int) -> Callable[[], Sample]:
+    """The ceiling: 40 plain threads sleeping in a loop, no event loop, no hand-off."""
+    ideal = n * SLEEP / THREADS
+
+    def one() -> Sample:
+        def work() -> None:
+            for _ in range(n // THREADS):
+                time.sleep(SLEEP)
+
+        threads = [threading.Thread(target=work) for _ in range(THREADS)]
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        seconds = time.perf_counter() - start
+        return {"efficiency": 100 * ideal / seconds, "s": seconds}
+
+    return one
+
+
+def run(cfg: Config) -> Section:
+    trivial = cfg.size(10_000, 3_000)
+    sleeps = cfg.size(6_000, 2_400)
+    trivial_rounds = cfg.rounds_or(7)
+    sleep_rounds = cfg.rounds_or(4)
+    section = Section(
+        NAME,
+        TITLE,
+        intro=(
+            f"{trivial:,} concurrent tasks each awaiting `noop()` ({trivial_rounds} rounds), and "
+            f"{sleeps:,} concurrent tasks each awaiting `time.sleep(0.005)` ({sleep_rounds} rounds), "
+            f"every pool bounded at {THREADS} threads; a fresh event loop per sample, after a "
+            f"warm-up batch of {2 * THREADS} calls. Efficiency = ideal wall time "
+            f"({sleeps:,} x 5 ms / {THREADS} = {sleeps * SLEEP / THREADS:.2f} s) / measured."
+        ),
+    )
+    for backend in cfg.backends:
+        base = TRIO_TO_THREAD if backend == "trio" else ASYNCIO_TO_THREAD
+        baselines = (base,) if backend == "trio" else (base, RAW)
+
+        selection = for_backend(backend, ways(handoff_workers=1))
+        rows = measure(
+            f"throughput/{backend}/trivial",
+            [Candidate(w.name, _trivial(backend, w, trivial), w.note, w.reference) for w in selection],
+            trivial_rounds,
+            cfg.progress,
+            show="calls_per_s",
+        )
+        table = Table(
+            f"{trivial:,} concurrent trivial calls on {backend}",
+            rows,
+            "calls_per_s",
+            "calls/s",
+            "higher",
+            baselines,
+            digits=0,
+        )
+        section.tables.append(table)
+        need = 3.0 if backend == "trio" else 5.0
+        section.checks.append(
+            ratio_check(
+                f"10k trivial calls ≥ {need:g} x {base} ({backend})",
+                table,
+                AB_ASYNC_WRAP,
+                base,
+                need,
+                at_least=True,
+            )
+        )
+
+        selection = for_backend(backend, ways(handoff_workers=THREADS))
+        bare = Candidate(
+            f"{THREADS} bare threads, no event loop",
+            _bare_threads(sleeps),
+            "the OS limit: time.sleep(0.005) itself overshoots",
+            reference=True,
+        )
+        rows = measure(
+            f"throughput/{backend}/5ms",
+            [Candidate(w.name, _sleeps(backend, w, sleeps), w.note, w.reference) for w in selection] + [bare],
+            sleep_rounds,
+            cfg.progress,
+            show="efficiency",
+        )
+        table = Table(
+            f"{sleeps:,} concurrent 5 ms calls on {backend}: efficiency",
+            rows,
+            "efficiency",
+            "% of ideal",
+            "higher",
+            baselines,
+        )
+        section.tables.append(table)
+        stats = table.stats(AB_ASYNC_WRAP)
+        target = f"5 ms calls ≥ 95% efficiency ({backend})"
+        if stats is None:
+            section.checks.append(Check(target, "not measured", None))
+        else:
+            section.checks.append(Check(target, f"{stats.median:.1f}%", stats.median >= 95.0))
+    return section
