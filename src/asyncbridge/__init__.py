@@ -14,6 +14,7 @@ from ._exceptions import (
     WorkerStartError,
 )
 from ._hub import check_cancelled
+from ._portal import sync_wrap
 from ._processes import ProcessExecutor, to_process
 from ._statistics import ExecutorStatistics
 from ._threads import DEFAULT_MAX_THREADS, ThreadExecutor, get_default_executor, set_default_executor
@@ -37,6 +38,7 @@ __all__ = [
     "check_cancelled",
     "get_default_executor",
     "set_default_executor",
+    "sync_wrap",
     "to_process",
     "to_thread",
 ]

@@ -28,7 +28,18 @@ if TYPE_CHECKING:
     from ._backends._trio import TrioInbox
     from ._limit import Grant
 
-__all__ = ["Call", "CallExecutor", "Inbox", "check_cancelled", "current_call", "current_inbox"]
+__all__ = [
+    "Call",
+    "CallExecutor",
+    "Inbox",
+    "Nested",
+    "check_cancelled",
+    "current_call",
+    "current_executor",
+    "current_inbox",
+    "nested_wait",
+    "set_current_executor",
+]
 
 logger = logging.getLogger("asyncbridge")
 
@@ -45,6 +56,22 @@ class Inbox(Protocol):
     """Where finished calls go to wake the event loop that waits for them."""
 
     def push(self, item: Call | Grant, /) -> None: ...
+
+
+class Nested(Protocol):
+    """A coroutine that a worker started through sync_wrap and is blocked on."""
+
+    executor: object
+
+    def deliver(self, call: Call, /) -> bool: ...
+    def cancel(self) -> None: ...
+
+
+# Set, in the context of a coroutine that a worker thread runs through
+# sync_wrap, to what that worker is waiting on: a call that the coroutine makes
+# on the worker's own executor is run by the waiting worker itself, in its
+# slot, so nesting can never exhaust a bounded pool (see _portal.py).
+nested_wait: contextvars.ContextVar[Nested | None] = contextvars.ContextVar("asyncbridge_nested_wait", default=None)
 
 
 class CallExecutor(Protocol):
@@ -85,6 +112,7 @@ class Call:
         "handle",
         "inbox",
         "kwargs",
+        "nested",
         "on_done",
         "raise_cancel",
         "result",
@@ -114,6 +142,7 @@ class Call:
         self.raise_cancel: Callable[[], NoReturn] | None = None
         self.enqueued_at = 0.0
         self.handle: Any = None  # the executor's own bookkeeping for this call
+        self.nested: Nested | None = None  # a sync_wrap coroutine this call is waiting for
 
     def run(self) -> None:
         """Run the call in this (worker) thread and report its outcome."""
@@ -205,6 +234,7 @@ def _is_cancellation(exc: BaseException) -> bool:
 
 class _Local(threading.local):
     call: Call | None = None
+    executor: object = None  # the asyncbridge executor this thread works for
     loop: object = None
     inbox: Any = None
 
@@ -217,6 +247,15 @@ _get_running_loop = _asyncio_events._get_running_loop
 def current_call() -> Call | None:
     """The call this worker thread is running for an event loop, if any."""
     return _local.call
+
+
+def current_executor() -> object:
+    """The asyncbridge executor whose worker this thread is, or None."""
+    return _local.executor
+
+
+def set_current_executor(executor: object) -> None:
+    _local.executor = executor
 
 
 def check_cancelled() -> None:

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 from typing_extensions import ParamSpec, Self
 
 from ._exceptions import ExecutorShutdownError
-from ._hub import DONE, DROPPED, PENDING, RUNNING, Call, current_inbox
+from ._hub import DONE, DROPPED, PENDING, RUNNING, Call, current_inbox, nested_wait, set_current_executor
 from ._statistics import ExecutorStatistics
 
 __all__ = [
@@ -177,6 +177,11 @@ class ThreadExecutor(cf.Executor):
     # -- the hand-off, used by the loop side (see _hub.CallExecutor) ----------
 
     def _submit_call(self, call: Call) -> None:
+        ctx = call.ctx
+        if ctx is not None:
+            nested = ctx.get(nested_wait)
+            if nested is not None and nested.executor is self and nested.deliver(call):
+                return  # our worker is waiting for this caller: it runs the call, in its slot
         with self._lock:
             if self._shutdown:
                 raise ExecutorShutdownError(f"{self!r} is shut down; create a new executor to run more calls")
@@ -216,8 +221,9 @@ class ThreadExecutor(cf.Executor):
         with self._lock:
             if call.state != PENDING:
                 return False
-            call.state = DROPPED  # stays in the deque; workers skip it
-            self._queued -= 1
+            call.state = DROPPED  # stays in the deque (or a nested wait's queue); skipped there
+            if call.handle is None:
+                self._queued -= 1
         call.drop()
         return True
 
@@ -225,6 +231,7 @@ class ThreadExecutor(cf.Executor):
         lock = self._lock
         pending = self._pending
         ident = threading.get_ident()
+        set_current_executor(self)
         with lock:
             self._thread_ids.add(ident)
         try:
@@ -364,6 +371,19 @@ class ThreadExecutor(cf.Executor):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    def _run_nested(self, call: Call) -> None:
+        """Run, in the calling worker thread, a call delivered by a nested sync_wrap wait."""
+        with self._lock:
+            if call.state != PENDING:
+                return  # its caller was cancelled meanwhile
+            call.state = RUNNING
+        failed = call.execute()
+        with self._lock:
+            if failed is not None:
+                self._completed += 1
+                self._failed += failed
+        call.finish()
 
     def statistics(self) -> ExecutorStatistics:
         """Return a snapshot of the pool's state: workers, running, queued, totals, waits."""

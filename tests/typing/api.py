@@ -8,7 +8,7 @@ from typing import Any
 
 from typing_extensions import assert_type
 
-from asyncbridge import ExecutorStatistics, ThreadExecutor, async_wrap, to_thread
+from asyncbridge import ExecutorStatistics, ThreadExecutor, async_wrap, sync_wrap, to_thread
 
 
 @async_wrap
@@ -35,6 +35,22 @@ def numbers(n: int) -> Iterator[int]:
 def counted(n: int) -> Generator[str, int, None]:
     total = yield str(n)
     yield str(total)
+
+
+@sync_wrap
+async def fetch(url: str, *, retries: int = 3) -> bytes:
+    return url.encode()
+
+
+@sync_wrap()
+async def count(n: int) -> list[int]:
+    return list(range(n))
+
+
+def sync_uses() -> None:
+    assert_type(fetch("u", retries=1), bytes)
+    assert_type(count(3), list[int])
+    fetch(1)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 
 
 class Service:

@@ -78,6 +78,9 @@ class AsyncioInbox:
             if call.state != DONE and executor._drop_call(call):
                 raise  # it never ran (or its worker was killed): nothing to wait for
             call.raise_cancel = _raise_cancelled
+            nested = call.nested
+            if nested is not None:
+                nested.cancel()  # the coroutine the worker is waiting on goes too
             if abandon_on_cancel or call.state == DONE:
                 call.abandoned = True
                 if call.state == DONE:

@@ -77,6 +77,9 @@ class TrioInbox:
                 call.abandoned = True
                 return _Abort.SUCCEEDED
             call.raise_cancel = raise_cancel
+            nested = call.nested
+            if nested is not None:
+                nested.cancel()  # the coroutine the worker is waiting on goes too
             if abandon_on_cancel:
                 call.abandoned = True
                 return _Abort.SUCCEEDED

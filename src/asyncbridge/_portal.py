@@ -1,0 +1,362 @@
+"""sync_wrap: call async code from sync code, on the right event loop.
+
+Where the coroutine runs depends on the calling thread:
+
+- a worker thread that asyncbridge started for an event loop (``async_wrap``,
+  ``to_thread``, ``ThreadExecutor.run``): on that same loop, asyncio or trio,
+  so objects bound to it (locks, queues, connections) work;
+- a thread with no event loop: on a background asyncio loop that lives in a
+  daemon thread, started on first use and reused by every such call (one loop,
+  not one per call), and closed at interpreter exit;
+- an event loop's own thread: nowhere. Blocking that thread to wait for a
+  coroutine that needs it would deadlock, so it raises at once.
+
+While the worker waits, it also serves: a call that the coroutine makes on
+the worker's own executor is delivered to the waiting worker and run there, in
+the slot the worker already holds (what asgiref's thread-sensitive mode does,
+scoped to this one wait). So ``ThreadExecutor(max_workers=1)`` running ``f``,
+which calls a sync_wrap'd ``g``, which awaits an ``async_wrap``'d ``h`` on the
+same executor, completes instead of waiting forever for a second thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import contextvars
+import functools
+import inspect
+import queue
+import sys
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar, overload
+
+from typing_extensions import ParamSpec
+
+from ._hub import Call, current_call, current_executor, nested_wait
+
+__all__ = ["sync_wrap"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_FINISHED = object()
+_POLL = 1.0  # seconds between checks that the loop we wait on is still alive
+
+
+class _SyncWrapDecorator(Protocol):
+    def __call__(self, fn: Callable[P, Awaitable[T]], /) -> Callable[P, T]: ...
+
+
+@overload
+def sync_wrap(fn: Callable[P, Awaitable[T]], /) -> Callable[P, T]: ...
+
+
+@overload
+def sync_wrap() -> _SyncWrapDecorator: ...
+
+
+def sync_wrap(fn: Callable[..., Awaitable[Any]] | None = None, /) -> Any:
+    """Turn an async function into a sync one that runs it on an event loop and waits.
+
+    Usable bare (``@sync_wrap``) or called (``@sync_wrap()``)::
+
+        @sync_wrap
+        async def fetch(url: str) -> bytes:
+            async with client.stream("GET", url) as r:
+                return await r.aread()
+
+        def legacy_handler() -> None:   # sync code, e.g. run through async_wrap
+            body = fetch("https://example.org")
+
+    The equivalent plain code is ``anyio.from_thread.run(fetch, url)`` in a
+    worker thread, or ``asyncio.run(fetch(url))`` elsewhere, minus their
+    traps. Called from a worker thread that asyncbridge started for an event
+    loop, the coroutine runs on that loop; called from a thread with no loop,
+    on a shared background loop. The caller's context variables are visible
+    in the coroutine. The signature, name and docstring are kept.
+
+    If the async caller that started the worker was cancelled, the call
+    raises that cancellation instead of starting new async work; if it is
+    cancelled while the coroutine runs, the coroutine is cancelled too.
+
+    Raises:
+        TypeError: at decoration, ``fn`` is not an async function.
+        RuntimeError: called on an event loop's own thread, where waiting would
+            deadlock: ``await`` the async function there instead.
+        BaseException: whatever the coroutine raised, unchanged.
+    """
+
+    def decorate(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
+        if not inspect.iscoroutinefunction(fn):
+            what = "not callable" if not callable(fn) else "a sync function"
+            name = getattr(fn, "__qualname__", None) or repr(fn)
+            raise TypeError(
+                f"sync_wrap() expects an async function; {name!r} is {what}. "
+                "Call a sync function directly, or use async_wrap to make it awaitable"
+            )
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return _call(fn, args, kwargs)
+
+        return wrapper
+
+    if fn is None:
+        return decorate
+    return decorate(fn)
+
+
+def _on_loop_thread() -> bool:
+    if asyncio.events._get_running_loop() is not None:
+        return True
+    trio = sys.modules.get("trio")
+    if trio is None:
+        return False
+    try:
+        trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _call(fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if _on_loop_thread():
+        name = getattr(fn, "__qualname__", repr(fn))
+        raise RuntimeError(
+            f"sync_wrap: {name}() was called on an event loop's own thread, where waiting for it would "
+            f"deadlock the loop; use 'await {name}(...)' there instead (the async original is "
+            "available as __wrapped__), or call the sync version from a worker thread (async_wrap, to_thread)"
+        )
+    ctx = contextvars.copy_context()
+    outer = current_call()
+    if outer is not None and outer.inbox is not None:
+        if outer.raise_cancel is not None:
+            outer.raise_cancel()  # the caller that started this worker has gone
+        wait = _Wait(fn, args, kwargs, ctx, current_executor())
+        inbox: Any = outer.inbox
+        loop = getattr(inbox, "loop", None)
+        outer.nested = wait
+        try:
+            if loop is not None:
+                return wait.run_on_asyncio(loop)
+            return wait.run_on_trio(inbox.token)
+        finally:
+            outer.nested = None
+    return _Wait(fn, args, kwargs, ctx, None).run_on_asyncio(_background_loop())
+
+
+class _Wait:
+    """One sync_wrap call in progress: the coroutine on its loop, the worker waiting for it."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        ctx: contextvars.Context,
+        executor: object,
+    ) -> None:
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.executor = executor
+        self.ctx = ctx
+        # Always set: a context copied from an earlier nested call may name a wait that is over.
+        ctx.run(nested_wait.set, self if executor is not None else None)
+        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._open = True
+        self.result: Any = None
+        self.exc: BaseException | None = None
+        self.cancel_requested = False
+        self._cancel: Callable[[], object] | None = None
+
+    # -- loop side ------------------------------------------------------------
+
+    async def _body(self) -> None:
+        try:
+            self.result = await self.fn(*self.args, **self.kwargs)
+        except BaseException as exc:  # handed to the waiting thread, which re-raises it
+            self.exc = exc
+        finally:
+            self.queue.put(_FINISHED)
+
+    def deliver(self, call: Call) -> bool:
+        """Queue a call made by the coroutine on the waiting worker's executor (any thread).
+
+        Returns False once the wait is over (a task the coroutine spawned may
+        outlive it): the executor then runs the call as any other.
+        """
+        with self._lock:
+            if not self._open:
+                return False
+            call.handle = self
+            self.queue.put(call)
+            return True
+
+    def cancel(self) -> None:
+        """Cancel the coroutine; runs on its loop's thread."""
+        self.cancel_requested = True
+        if self._cancel is not None:
+            self._cancel()
+
+    def _start_asyncio(self, loop: asyncio.AbstractEventLoop) -> None:
+        # create_task copies the current context: inside ctx.run that is ctx.
+        task = self.ctx.run(loop.create_task, self._body())
+        self._cancel = task.cancel
+        if self.cancel_requested:
+            task.cancel()
+
+    async def _trio_body(self) -> None:
+        import trio
+
+        with trio.CancelScope() as scope:
+            self._cancel = scope.cancel
+            if self.cancel_requested:
+                scope.cancel()
+            await self._body()
+
+    def _start_trio(self) -> None:
+        import trio
+
+        trio.lowlevel.spawn_system_task(self._trio_body, name=self.fn, context=self.ctx)
+
+    # -- waiting side -----------------------------------------------------------
+
+    def run_on_asyncio(self, loop: asyncio.AbstractEventLoop) -> Any:
+        try:
+            loop.call_soon_threadsafe(self._start_asyncio, loop)
+        except RuntimeError:
+            raise RuntimeError("sync_wrap: the event loop that started this worker is closed") from None
+        return self._serve(loop.is_closed, lambda: loop.call_soon_threadsafe(self.cancel))
+
+    def run_on_trio(self, token: Any) -> Any:
+        import trio
+
+        try:
+            token.run_sync_soon(self._start_trio)
+        except trio.RunFinishedError:
+            raise RuntimeError("sync_wrap: the trio run that started this worker has finished") from None
+
+        def finished() -> bool:
+            try:
+                token.run_sync_soon(lambda: None)
+            except trio.RunFinishedError:
+                return True
+            return False
+
+        return self._serve(finished, lambda: token.run_sync_soon(self.cancel))
+
+    def _serve(self, loop_gone: Callable[[], bool], cancel_threadsafe: Callable[[], object]) -> Any:
+        """Wait for the coroutine, running the calls it sends to this worker meanwhile."""
+        executor: Any = self.executor
+        try:
+            while True:
+                try:
+                    item = self.queue.get(timeout=_POLL)
+                except queue.Empty:
+                    if loop_gone():
+                        raise RuntimeError(
+                            "sync_wrap: the event loop running the coroutine stopped before it finished"
+                        ) from None
+                    continue
+                if item is _FINISHED:
+                    break
+                executor._run_nested(item)
+        except BaseException:  # KeyboardInterrupt in the waiting thread: stop the coroutine too
+            with contextlib.suppress(Exception):  # the loop may already be gone
+                cancel_threadsafe()
+            raise
+        finally:
+            self._close()
+        exc = self.exc
+        if exc is not None:
+            self.exc = None
+            try:
+                raise exc
+            finally:
+                del exc
+        return self.result
+
+    def _close(self) -> None:
+        with self._lock:
+            self._open = False
+        leftovers: list[Call] = []
+        while True:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _FINISHED:
+                leftovers.append(item)
+        executor: Any = self.executor
+        for call in leftovers:  # sent by tasks that outlive the wait: run them as usual
+            call.handle = None
+            try:
+                executor._submit_call(call)
+            except BaseException as exc:
+                call.fail(exc)
+
+
+# -- the background loop for threads that have none --------------------------------
+
+_background_lock = threading.Lock()
+_background: tuple[asyncio.AbstractEventLoop, threading.Thread] | None = None
+
+
+def _background_loop() -> asyncio.AbstractEventLoop:
+    """The shared loop for sync_wrap calls from threads without one; started on first use."""
+    global _background
+    current = _background
+    if current is not None and current[1].is_alive():
+        return current[0]
+    with _background_lock:
+        if _background is None or not _background[1].is_alive():
+            loop = asyncio.new_event_loop()
+            ready = threading.Event()
+
+            def serve() -> None:
+                asyncio.set_event_loop(loop)
+                loop.call_soon(ready.set)
+                loop.run_forever()
+
+            thread = threading.Thread(target=serve, name="asyncbridge-sync-wrap-loop", daemon=True)
+            thread.start()
+            ready.wait()
+            _background = (loop, thread)
+        return _background[0]
+
+
+def background_loop_if_started() -> asyncio.AbstractEventLoop | None:
+    """The background loop, if one is running (for tests and diagnostics)."""
+    current = _background
+    return current[0] if current is not None and current[1].is_alive() else None
+
+
+@atexit.register
+def _close_background_loop() -> None:
+    """At interpreter exit: cancel what still runs on the background loop, stop and close it."""
+    global _background
+    with _background_lock:
+        current, _background = _background, None
+    if current is None:
+        return
+    loop, thread = current
+
+    async def cancel_all() -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await loop.shutdown_asyncgens()
+
+    # Best effort at exit: a stuck coroutine must not hang the interpreter.
+    with contextlib.suppress(Exception):
+        asyncio.run_coroutine_threadsafe(cancel_all(), loop).result(timeout=5)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=5)
+    if not thread.is_alive():
+        loop.close()
