@@ -1,0 +1,304 @@
+"""The half of ProcessExecutor that runs inside each worker process.
+
+Standard library only, and nothing from the rest of asyncbridge: the default
+launcher runs this file in a fresh interpreter *without* importing the
+asyncbridge package (``import asyncbridge`` pulls in asyncio and costs more
+than the whole rest of a worker's start), so a worker is ready in a few tens of
+milliseconds.
+
+The channel is two pipes of the worker's own, never its stdout or stderr (which
+stay the parent's, so what a worker prints or logs shows where the parent's
+output goes). Both directions carry frames: an 8-byte little-endian length,
+then that many bytes of pickle.
+
+- parent -> worker: first an init frame ``(sys_path, main_reference,
+  initializer)``; then one frame per call, ``(fn, args, kwargs)`` pickled in the
+  parent; an empty frame asks the worker to exit.
+- worker -> parent: ``(READY,)`` once the initializer has run, or
+  ``(START_FAILED, exc, traceback_text, description)`` before it exits; then one
+  reply per call: ``(RESULT, value)``, or ``(RAISED, exc, traceback_text,
+  description)`` where ``exc`` is None if the exception could not be pickled
+  and ``description`` then says what it was.
+
+A third pipe is never written: the worker only waits for it to reach end of
+file, which happens when the parent process is gone however it died, and then
+exits at once. So no worker outlives its parent, even one killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import sys
+import threading
+import types
+
+# typing is not imported at run time: it alone costs a worker a few milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
+__all__ = [
+    "BOOTSTRAP",
+    "RAISED",
+    "READY",
+    "RESULT",
+    "START_FAILED",
+    "LazyMain",
+    "importing_main",
+    "serve",
+    "serve_connections",
+]
+
+READY = 0
+START_FAILED = 1
+RESULT = 2
+RAISED = 3
+
+HEADER_SIZE = 8
+PROTOCOL = pickle.HIGHEST_PROTOCOL
+PARENT_GONE_EXIT = 70  # any non-zero code does; nobody is left to read it
+
+# The -c program of the default launcher: load this file under its own name
+# without importing the package, then serve. argv: this file, then the fds.
+BOOTSTRAP = """\
+import sys
+from importlib.util import module_from_spec, spec_from_file_location
+spec = spec_from_file_location("asyncbridge._process_worker", sys.argv[1])
+worker = module_from_spec(spec)
+sys.modules[spec.name] = worker
+spec.loader.exec_module(worker)
+sys.exit(worker.serve(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])))
+"""
+
+_importing_main = False
+
+
+def importing_main() -> bool:
+    """True while this worker imports the parent's main module (see :class:`LazyMain`)."""
+    return _importing_main
+
+
+class LazyMain(types.ModuleType):
+    """Stands in for ``__main__`` until something is looked up in it.
+
+    ``multiprocessing``'s spawn and anyio import the parent's main module into
+    every worker before the first call, which costs as much as the parent's
+    own imports. Here it is imported (as ``__mp_main__``, under an ``if
+    __name__ == "__main__"`` guard like spawn) only when a call needs
+    something from it, such as a function defined in the script.
+    """
+
+    def __init__(self, reference: tuple[str, str]) -> None:
+        super().__init__("__main__")
+        self.asyncbridge_main_reference = reference
+
+    def __getattr__(self, name: str) -> Any:
+        global _importing_main
+        if _importing_main:  # the main module looks itself up while it loads
+            raise AttributeError(name)
+        import runpy
+
+        kind, where = self.asyncbridge_main_reference
+        _importing_main = True
+        try:
+            if kind == "name":
+                namespace = runpy.run_module(where, run_name="__mp_main__", alter_sys=True)
+            else:
+                namespace = runpy.run_path(where, run_name="__mp_main__")
+        finally:
+            _importing_main = False
+        main = types.ModuleType("__mp_main__")
+        main.__dict__.update(namespace)
+        sys.modules["__main__"] = sys.modules["__mp_main__"] = main
+        self.__dict__.update(namespace)
+        return getattr(main, name)
+
+
+def serve_connections(request: Any, reply: Any, alive: Any) -> None:
+    """Entry point for a worker started by a ``multiprocessing`` context (``mp_context``).
+
+    The three pipe ends arrive as ``multiprocessing.connection.Connection``
+    objects, the standard way to hand file descriptors to a spawned or
+    forkserver child; multiprocessing has already set up ``sys.path`` and the
+    main module.
+    """
+    fds: list[int] = []
+    for conn in (request, reply, alive):
+        fds.append(os.dup(conn.fileno()))
+        conn.close()
+    code = serve(fds[0], fds[1], fds[2], lazy_main=False)
+    if code:
+        sys.exit(code)
+
+
+def serve(request_fd: int, reply_fd: int, alive_fd: int, *, lazy_main: bool = True) -> int:
+    """Run calls from ``request_fd`` until asked to stop; return the exit code."""
+    # Ctrl-C in a terminal signals the whole process group. The parent decides
+    # what a KeyboardInterrupt means (cancelling its awaits kills the workers
+    # that run them); a worker dying of it on its own would only be noise.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _watch_parent(alive_fd)
+    requests = open(request_fd, "rb", buffering=0)  # noqa: SIM115  # lives as long as the worker
+    init = _read_frame(requests)
+    if not init:
+        return 0
+    sys_path, main_reference, initializer = pickle.loads(init)
+    sys.path[:] = sys_path
+    if lazy_main and main_reference is not None:
+        sys.modules["__main__"] = LazyMain(main_reference)
+    _line_buffer_stdio()
+    if initializer is not None:
+        try:
+            fn, args = pickle.loads(initializer)
+            fn(*args)
+        except BaseException as exc:  # reported to the parent, which stops respawning
+            _flush_stdio()
+            _write_frame(reply_fd, _exception_reply(START_FAILED, exc))
+            return 1
+    _write_frame(reply_fd, pickle.dumps((READY,), PROTOCOL))
+    while True:
+        frame = _read_frame(requests)
+        if not frame:  # an empty frame (stop) or end of file (the parent closed the pipe)
+            _flush_stdio()
+            return 0
+        reply = _run(frame)
+        # Whatever the call printed is out before its result: a caller that
+        # awaited the call sees the output too.
+        _flush_stdio()
+        _write_frame(reply_fd, reply)
+
+
+def _run(frame: bytes | bytearray) -> bytes:
+    try:
+        fn, args, kwargs = pickle.loads(frame)
+    except BaseException as exc:
+        unpickling_error = pickle.UnpicklingError(
+            f"the worker process could not unpickle the call: {type(exc).__name__}: {exc}"
+        )
+        unpickling_error.__cause__ = exc
+        return _exception_reply(RAISED, unpickling_error)
+    try:
+        result = fn(*args, **kwargs)
+    except BaseException as exc:  # goes back to the caller, who re-raises it
+        return _exception_reply(RAISED, exc)
+    try:
+        return pickle.dumps((RESULT, result), PROTOCOL)
+    except Exception as exc:
+        error: Exception = exc
+    cloudpickle = _cloudpickle()
+    if cloudpickle is not None:
+        try:
+            data: bytes = cloudpickle.dumps((RESULT, result), PROTOCOL)
+        except Exception as exc:
+            error = exc
+        else:
+            return data
+    kind = pickle.PicklingError if isinstance(error, pickle.PicklingError) else TypeError
+    name = getattr(fn, "__qualname__", None) or repr(fn)
+    sending_error = kind(
+        f"the result of {name}() could not be sent back from the worker process: "
+        f"{_type_name(result)} cannot be pickled ({error})"
+    )
+    sending_error.__cause__ = error
+    return _exception_reply(RAISED, sending_error)
+
+
+def _exception_reply(kind: int, exc: BaseException) -> bytes:
+    import traceback
+
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        description = f"{_type_name(exc)}: {exc}"
+    except Exception:
+        description = _type_name(exc)
+    try:
+        data = pickle.dumps((kind, exc, text, description), PROTOCOL)
+        pickle.loads(data)  # the parent must be able to rebuild it too, or it gets the description
+    except Exception as pickle_exc:
+        description += f" (the exception itself could not be pickled: {type(pickle_exc).__name__}: {pickle_exc})"
+        data = pickle.dumps((kind, None, text, description), PROTOCOL)
+    return data
+
+
+def _type_name(obj: object) -> str:
+    cls = type(obj)
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _cloudpickle() -> Any:
+    try:
+        import cloudpickle  # type: ignore[import-not-found, import-untyped, unused-ignore]
+    except ImportError:
+        return None
+    return cloudpickle
+
+
+def _read_frame(requests: Any) -> bytearray | None:
+    header = _read_exact(requests, HEADER_SIZE)
+    if header is None:
+        return None
+    return _read_exact(requests, int.from_bytes(header, "little"))
+
+
+def _read_exact(requests: Any, size: int) -> bytearray | None:
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    got = 0
+    while got < size:
+        n = requests.readinto(view[got:])
+        if not n:
+            return None
+        got += n
+    return buffer
+
+
+def _write_frame(fd: int, data: bytes) -> None:
+    size = len(data).to_bytes(HEADER_SIZE, "little")
+    if len(data) < 65536:
+        _write_all(fd, size + data)
+    else:  # no copy of a large reply just to prepend eight bytes
+        _write_all(fd, size)
+        _write_all(fd, data)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _watch_parent(alive_fd: int) -> None:
+    def watch() -> NoReturn:
+        try:
+            while os.read(alive_fd, 1):
+                pass
+        except OSError:
+            pass
+        os._exit(PARENT_GONE_EXIT)
+
+    threading.Thread(target=watch, name="asyncbridge-parent-watch", daemon=True).start()
+
+
+def _line_buffer_stdio() -> None:
+    # Prints from a long call show up line by line, as in a terminal, rather
+    # than when a block buffer fills.
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(line_buffering=True)
+            except Exception:  # not a TextIOWrapper after all: leave it as it is
+                continue
+
+
+def _flush_stdio() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:
+            pass
