@@ -1,0 +1,134 @@
+"""BlockingEvent: one block of an event loop, and how to tell a person about it.
+
+Kept apart from ``_detector.py`` so that strict mode (``_strict.py``), which
+creates events too, does not import the detector.
+"""
+
+from __future__ import annotations
+
+import os
+import sysconfig
+import traceback
+from dataclasses import dataclass
+from functools import lru_cache
+
+__all__ = ["BlockingEvent", "frame_summaries", "library_frame"]
+
+FRAMES_ABOVE_SITE = 3  # how many callers of the blocking frame a report shows; a readable few
+MAX_REPORT_FRAMES = 12  # longer stacks are elided in the middle of a report (never in ``stack``)
+
+
+@dataclass(frozen=True, eq=False)
+class BlockingEvent:
+    """One time the event loop thread did not get back to the loop, or made a known blocking call.
+
+    Attributes:
+        duration: seconds the loop was blocked, measured to the end of the
+            block. For a strict-mode event, how long the blocking call took
+            (``0.0`` when strict mode raised instead of making the call).
+        stack: the loop thread's stack, taken while it was blocked, innermost
+            frame last, as :func:`traceback.extract_stack` gives it. Empty when
+            the block ended before it could be sampled (the loop thread held
+            the GIL for all of it, in a long C call).
+        task_name: the name of the task that was running (an asyncio task's
+            ``get_name()``, a trio task's ``name``), or ``None`` when the loop
+            was running a plain callback or the task could not be told.
+        started_at: when the block began, in seconds since the epoch (as
+            :func:`time.time`).
+        call: for a strict-mode event, the rule that matched, such as
+            ``"time.sleep"``; ``None`` for a block found by the watchdog.
+        thread_name: the name of the event loop's thread.
+    """
+
+    duration: float
+    stack: traceback.StackSummary
+    task_name: str | None
+    started_at: float
+    call: str | None = None
+    thread_name: str | None = None
+
+    @property
+    def site(self) -> traceback.FrameSummary | None:
+        """The frame that blocked: the innermost frame of your own code.
+
+        That is the innermost frame outside the standard library, installed
+        packages and asyncbridge; failing that, the innermost frame outside
+        the standard library; failing that, the innermost frame. ``None`` when
+        ``stack`` is empty.
+        """
+        index = _site_index(self.stack)
+        return None if index is None else self.stack[index]
+
+    def format(self) -> str:
+        """Return the report the ``asyncbridge.blocking`` logger prints for this event."""
+        where = ""
+        if self.task_name is not None:
+            where = f" in task {self.task_name!r}"
+        if self.thread_name is not None and self.thread_name != "MainThread":
+            where += f" (thread {self.thread_name!r})"
+        if self.call is None:
+            head = f"event loop blocked for {self.duration:.3f} s{where}"
+        elif self.duration > 0:
+            head = f"blocking call {self.call}() on the event loop thread took {self.duration:.3f} s{where}"
+        else:
+            head = f"blocking call {self.call}() refused on the event loop thread{where}"
+        index = _site_index(self.stack)
+        if index is None:
+            return f"{head}\n  (the stack could not be sampled while the loop was blocked)"
+        site = self.stack[index]
+        lines = [f"{head}\n  at {site.name} ({site.filename}:{site.lineno})\nStack (innermost last):\n"]
+        frames = list(self.stack[max(0, index - FRAMES_ABOVE_SITE) :])
+        if len(frames) > MAX_REPORT_FRAMES:
+            keep = MAX_REPORT_FRAMES // 2
+            skipped = len(frames) - 2 * keep
+            lines += traceback.StackSummary.from_list(frames[:keep]).format()
+            lines.append(f"  ... {skipped} more frames ...\n")
+            frames = frames[-keep:]
+        lines += traceback.StackSummary.from_list(frames).format()
+        return "".join(lines).rstrip("\n")
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+@lru_cache(maxsize=1)
+def _library_dirs() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Directories of (the standard library, installed packages and asyncbridge)."""
+    paths = sysconfig.get_paths()  # in a virtual environment, stdlib is the base Python's
+    stdlib = {paths.get("stdlib"), paths.get("platstdlib")}
+    packages = {paths.get("purelib"), paths.get("platlib"), os.path.dirname(os.path.abspath(__file__))}
+    return (
+        tuple(os.path.join(p, "") for p in stdlib if p),
+        tuple(os.path.join(p, "") for p in packages if p),
+    )
+
+
+def library_frame(filename: str) -> int:
+    """Return 2 for a standard library file, 1 for an installed package or asyncbridge, 0 for your code."""
+    if filename.startswith("<frozen "):
+        return 2
+    stdlib, packages = _library_dirs()
+    # Packages first: outside a virtual environment site-packages lies inside the stdlib directory.
+    if filename.startswith(packages):
+        return 1
+    if filename.startswith(stdlib):
+        return 2
+    return 0
+
+
+def _site_index(stack: traceback.StackSummary) -> int | None:
+    if not stack:
+        return None
+    kinds = [library_frame(frame.filename) for frame in stack]
+    for wanted in (0, 1):
+        for index in range(len(stack) - 1, -1, -1):
+            if kinds[index] <= wanted:
+                return index
+    return len(stack) - 1
+
+
+def frame_summaries(frames: list[tuple[str, int, str]], *, lookup_lines: bool) -> traceback.StackSummary:
+    """Build a StackSummary from ``(filename, lineno, name)``, innermost frame last."""
+    return traceback.StackSummary.from_list(
+        [traceback.FrameSummary(filename, lineno, name, lookup_line=lookup_lines) for filename, lineno, name in frames]
+    )
