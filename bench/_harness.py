@@ -17,13 +17,19 @@ it is not retried in later rounds.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import gc
+import importlib.util
+import io
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -106,6 +112,35 @@ def _cancel_all_tasks(loop: asyncio.AbstractEventLoop) -> None:
     for task in tasks:
         task.cancel()
     loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+
+
+def use_asyncbridge_from(rev: str) -> str:
+    """Make ``import asyncbridge`` load ``src/`` as of git revision ``rev``, here and in children.
+
+    The checkout's ``src/`` may hold someone's work in progress; measuring a
+    commit (``HEAD``, a tag, the commit before a change) makes a run
+    repeatable and lets two revisions be compared. Returns the short hash.
+    """
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", rev], capture_output=True, text=True, cwd=ROOT, check=True
+    ).stdout.strip()
+    target = Path(tempfile.mkdtemp(prefix=f"asyncbridge-{commit}-"))
+    atexit.register(shutil.rmtree, target, ignore_errors=True)
+    archive = subprocess.run(
+        ["git", "archive", commit, "src/asyncbridge"], capture_output=True, cwd=ROOT, check=True
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        try:
+            tar.extractall(target, filter="data")
+        except TypeError:  # Python < 3.10.12 has no filter; our own archive is trusted
+            tar.extractall(target)
+    src = str(target / "src")
+    if "asyncbridge" in sys.modules:
+        raise RuntimeError("use_asyncbridge_from() must run before asyncbridge is imported")
+    sys.path.insert(0, src)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH", "")]))
+    os.environ["ASYNCBRIDGE_BENCH_SRC"] = commit
+    return commit
 
 
 def run_child(script: Path, *args: str, timeout: float = 120.0) -> Sample:
@@ -415,6 +450,42 @@ def ratio_check(target: str, table: Table, name: str, baseline: str, limit: floa
     return Check(target, f"{r:.2f}x ({table.title})", met)
 
 
+class CpuWatch:
+    """How much of the machine others used while we ran: a busy machine makes numbers noisy.
+
+    From ``/proc/stat`` (all CPUs, Linux) minus this process's and its
+    waited-for children's CPU time. ``steal`` is time the hypervisor gave to
+    other guests.
+    """
+
+    def __init__(self) -> None:
+        self._start = self._sample()
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float, float]:
+        try:
+            fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+        except (OSError, ValueError):
+            return (0.0, 0.0, 0.0, 0.0)
+        hz = os.sysconf("SC_CLK_TCK")
+        user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+        total = sum(fields) / hz
+        busy = (user + nice + system + irq + softirq) / hz
+        t = os.times()
+        ours = t.user + t.system + t.children_user + t.children_system
+        return total, busy, ours, steal / hz
+
+    def shares(self) -> dict[str, float]:
+        """Fractions of all CPUs' time since start: used by others, and stolen."""
+        total0, busy0, ours0, steal0 = self._start
+        total1, busy1, ours1, steal1 = self._sample()
+        span = total1 - total0
+        if span <= 0:
+            return {"others": 0.0, "steal": 0.0}
+        others = max(0.0, (busy1 - busy0) - (ours1 - ours0)) / span
+        return {"others": others, "steal": (steal1 - steal0) / span}
+
+
 def machine_info() -> dict[str, Any]:
     """What a reader needs to compare this run with another one."""
     versions: dict[str, str | None] = {}
@@ -434,6 +505,9 @@ def machine_info() -> dict[str, Any]:
         )
     except (OSError, subprocess.CalledProcessError):
         commit, dirty = "unknown", False
+    pinned = os.environ.get("ASYNCBRIDGE_BENCH_SRC")
+    if pinned:
+        commit, dirty = pinned, False  # --src: asyncbridge comes from that commit, whatever src/ holds
     info: dict[str, Any] = {
         "cpu_count": os.cpu_count(),
         "python": sys.version.split()[0],
@@ -443,10 +517,16 @@ def machine_info() -> dict[str, Any]:
         "processor": _cpu_model(),
         "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "git_commit": commit + ("+dirty src" if dirty else ""),
+        "asyncbridge_from": _origin("asyncbridge"),
         "packages": versions,
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
     return info
+
+
+def _origin(module: str) -> str | None:
+    spec = importlib.util.find_spec(module)
+    return None if spec is None else spec.origin
 
 
 def _cpu_model() -> str:
@@ -461,13 +541,21 @@ def _cpu_model() -> str:
 
 def render_report(sections: Sequence[Section], info: Mapping[str, Any], command: str, total_seconds: float) -> str:
     pkgs = ", ".join(f"{k} {v}" for k, v in info["packages"].items() if v)
+    load = info.get("cpu_used_elsewhere")
+    busy = ""
+    if load:
+        busy = (
+            f"While it ran, other processes used {100 * load['others']:.0f}% of the machine's CPU time "
+            f"and the hypervisor stole {100 * load['steal']:.0f}%"
+            + (": numbers are noisier than on a quiet machine." if load["others"] > 0.05 else ".")
+        )
     lines = [
         "# asyncbridge benchmarks: latest results",
         "",
         f"Command: `{command}` (total {total_seconds:.0f} s).",
         "",
         f"Machine: {info['cpu_count']} CPUs ({info['processor']}), {info['platform']}, "
-        f"Python {info['python']}; asyncbridge at {info['git_commit']}; {info['date']}.",
+        f"Python {info['python']}; asyncbridge at {info['git_commit']}; {info['date']}. {busy}",
         "",
         f"Packages: {pkgs}.",
         "",

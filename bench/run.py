@@ -33,11 +33,13 @@ from _harness import (
     BACKENDS,
     RESULTS_DIR,
     Config,
+    CpuWatch,
     Progress,
     Section,
     machine_info,
     render_report,
     report_json,
+    use_asyncbridge_from,
 )
 
 SCENARIOS: dict[str, ModuleType] = {
@@ -66,6 +68,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, help="rounds per measurement instead of each default")
     parser.add_argument("--quick", action="store_true", help="fewer rounds and smaller sizes")
     parser.add_argument("--output", type=Path, help="write NAME.md and NAME.json here instead")
+    parser.add_argument(
+        "--src",
+        metavar="REV",
+        help="measure asyncbridge as of this git revision (e.g. HEAD), not the working tree's src/",
+    )
     parser.add_argument("--quiet", action="store_true", help="no per-round progress on stderr")
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     args = parser.parse_args(argv)
@@ -74,6 +81,8 @@ def main(argv: list[str]) -> int:
         for name, module in SCENARIOS.items():
             print(f"{name:12} {module.TITLE}")
         return 0
+    if args.src:
+        use_asyncbridge_from(args.src)
     partial = bool(args.scenario or args.backend or args.rounds or args.quick)
     cfg = Config(
         progress=Progress(not args.quiet),
@@ -84,6 +93,7 @@ def main(argv: list[str]) -> int:
     names = args.scenario or list(SCENARIOS)
     command = "python3 dev.py bench" + ("" if not argv else " " + " ".join(argv))
     info = machine_info()
+    watch = CpuWatch()
     print(f"# bench: {', '.join(names)} on {', '.join(cfg.backends)}", file=sys.stderr, flush=True)
 
     sections: list[Section] = []
@@ -96,6 +106,7 @@ def main(argv: list[str]) -> int:
         sections.append(section)
         print(section.to_markdown(), flush=True)
     total = time.perf_counter() - started
+    info["cpu_used_elsewhere"] = watch.shares()
 
     report = render_report(sections, info, command, total)
     out = args.output or RESULTS_DIR / ("partial" if partial else "latest")

@@ -146,17 +146,15 @@ async def _debug_mode() -> AsyncIterator[list[str]]:
 
 @contextlib.asynccontextmanager
 async def _asyncbridge() -> AsyncIterator[list[str]]:
+    found: list[Any] = []
     try:
         from asyncbridge import BlockingDetector
 
-        detector: Any = BlockingDetector(threshold=THRESHOLD)
-    except (ImportError, NotImplementedError, TypeError) as exc:
+        detector = BlockingDetector(threshold=THRESHOLD, on_block=found.append)
+    except (ImportError, NotImplementedError) as exc:
         raise NotAvailable(f"not yet available ({type(exc).__name__}: {exc})") from exc
-    found: list[Any] = []
-    # The API is being built (issue 4): adapt this to it once it lands.
     async with detector:
         yield found
-    found.extend(getattr(detector, "events", ()))
 
 
 NONE = "no detector"
@@ -186,17 +184,16 @@ def catches(detector: Detector, blocker: Callable[[], None]) -> str:
     """Run ``blocker`` inside a coroutine with the detector on; say whether it was reported."""
 
     async def main() -> str:
+        async def culprit() -> None:
+            blocker()
+
         async with detector.active() as found:
-
-            async def culprit() -> None:
-                blocker()
-
             try:
                 await asyncio.create_task(culprit())
                 await asyncio.sleep(THRESHOLD)  # let a watchdog thread report
             except Exception as exc:  # blockbuster raises BlockingError in the call itself
                 return f"yes (raises {type(exc).__name__})"
-            return "yes" if found else "no"
+        return "yes" if found else "no"  # read after exit: every report is in by then
 
     try:
         return run_loop("asyncio", main)

@@ -102,8 +102,8 @@ def _bare_threads(n: int) -> Callable[[], Sample]:
 def run(cfg: Config) -> Section:
     trivial = cfg.size(10_000, 3_000)
     sleeps = cfg.size(6_000, 2_400)
-    trivial_rounds = cfg.rounds_or(7)
-    sleep_rounds = cfg.rounds_or(4)
+    trivial_rounds = cfg.rounds_or(5)
+    sleep_rounds = cfg.rounds_or(3)
     section = Section(
         NAME,
         TITLE,
