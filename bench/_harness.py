@@ -486,6 +486,23 @@ class CpuWatch:
         return {"others": others, "steal": (steal1 - steal0) / span}
 
 
+def wait_for_quiet(limit: float, progress: Progress, *, busy: float = 0.15, window: float = 2.0) -> float:
+    """Wait up to ``limit`` seconds until other processes use under ``busy`` of the CPUs.
+
+    This machine is shared (test suites, other benchmarks): starting a
+    scenario in a quiet moment makes its numbers far less noisy. Returns the
+    share others used in the last window.
+    """
+    deadline = time.monotonic() + limit
+    while True:
+        watch = CpuWatch()
+        time.sleep(window)
+        others = watch.shares()["others"]
+        if others < busy or time.monotonic() >= deadline:
+            return others
+        progress(f"  (waiting for a quiet machine: others use {100 * others:.0f}% of the CPUs)")
+
+
 def machine_info() -> dict[str, Any]:
     """What a reader needs to compare this run with another one."""
     versions: dict[str, str | None] = {}

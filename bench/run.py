@@ -40,6 +40,7 @@ from _harness import (
     render_report,
     report_json,
     use_asyncbridge_from,
+    wait_for_quiet,
 )
 
 SCENARIOS: dict[str, ModuleType] = {
@@ -74,6 +75,13 @@ def main(argv: list[str]) -> int:
         help="measure asyncbridge as of this git revision (e.g. HEAD), not the working tree's src/",
     )
     parser.add_argument("--quiet", action="store_true", help="no per-round progress on stderr")
+    parser.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before each scenario, wait up to this long for other processes to go quiet",
+    )
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     args = parser.parse_args(argv)
 
@@ -101,6 +109,8 @@ def main(argv: list[str]) -> int:
     for name in names:
         t0 = time.perf_counter()
         cfg.progress(f"== {SCENARIOS[name].TITLE}")
+        if args.wait_idle > 0:
+            wait_for_quiet(args.wait_idle, cfg.progress)
         section: Section = SCENARIOS[name].run(cfg)
         section.seconds = time.perf_counter() - t0
         sections.append(section)
