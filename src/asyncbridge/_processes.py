@@ -289,13 +289,17 @@ class _MultiprocessingProcess:
 
 
 class _Job:
-    """One call on its way through the pool: the call, its pickled frame, its worker."""
+    """One call on its way through the pool: the call, its pickled frame, its worker.
+
+    The frame is kept until the call is done, to send it again if its worker
+    turns out to have died before it could be sent.
+    """
 
     __slots__ = ("call", "frame", "worker")
 
     def __init__(self, call: Call, frame: bytes) -> None:
         self.call = call
-        self.frame: bytes | None = frame
+        self.frame = frame
         self.worker: _Worker | None = None
 
 
@@ -318,6 +322,7 @@ class _Worker:
         "start_failure",
         "state",
         "tasks",
+        "unreached",
         "writing",
     )
 
@@ -338,6 +343,7 @@ class _Worker:
         self.idle_since = 0.0
         self.deadline = 0.0  # when a STOPPING worker gets killed
         self.start_failure: tuple[str, BaseException | None] | None = None
+        self.unreached = False  # a write found the worker's end of the pipe closed
 
     def read_frames(self) -> tuple[list[bytearray], bool]:
         """Read what the reply pipe holds (one read: the selector is level-triggered).
@@ -388,6 +394,14 @@ class _Worker:
                 os.close(fd)
         self.process.close()
 
+    def forget(self) -> None:
+        """Close this process's copies of the fds, in a forked child that does not own the worker."""
+        for fd in (self.request_fd, self.reply_fd, self.alive_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        if isinstance(self.process, _Subprocess):
+            self.process.close()  # our own pidfd; a multiprocessing sentinel is multiprocessing's
+
 
 def _exit_description(exitcode: int | None) -> str:
     if exitcode is None:
@@ -414,6 +428,10 @@ class _FutureCall(Call):
     ) -> None:
         super().__init__(fn, args, kwargs, None)
         self.future = future
+
+    def claim(self) -> bool:
+        """Mark the Future running (it may be already: a re-queued call); False if it was cancelled."""
+        return self.future.running() or self.future.set_running_or_notify_cancel()
 
     def finish(self) -> None:
         self.state = DONE
@@ -561,7 +579,7 @@ class _Pool:
 
     def _start_job_locked(self, worker: _Worker, job: _Job) -> bool:
         call = job.call
-        if isinstance(call, _FutureCall) and not call.future.set_running_or_notify_cancel():
+        if isinstance(call, _FutureCall) and not call.claim():
             call.drop()  # its Future was cancelled while queued
             return False
         call.state = RUNNING
@@ -569,9 +587,7 @@ class _Pool:
         worker.job = job
         worker.state = _BUSY
         self.running += 1
-        frame, job.frame = job.frame, None
-        assert frame is not None
-        self._send_locked(worker, frame)
+        self._send_locked(worker, job.frame)
         return True
 
     def _send_locked(self, worker: _Worker, frame: bytes) -> None:
@@ -582,8 +598,9 @@ class _Pool:
             n = os.write(worker.request_fd, frame)
         except BlockingIOError:
             n = 0
-        except OSError:
-            return  # the worker is gone; its exit is being reported
+        except OSError:  # the worker is gone (it died idle, say); its exit is being reported
+            worker.unreached = True
+            return
         if n < len(frame):
             worker.outbuf = memoryview(frame)[n:]
             self._wake_locked()
@@ -667,6 +684,7 @@ class _Pool:
             self.alive += launches
             self.starting += launches
             if not self.alive:
+                self.pending.clear()  # nothing queued: only dropped jobs are left in it
                 self.manager = None
                 self.manager_ident = None
                 if self.shutdown:
@@ -676,8 +694,9 @@ class _Pool:
         for worker in to_register:
             worker.writing = True
             selector.register(worker.request_fd, selectors.EVENT_WRITE, worker)
-        for _ in range(launches):
-            self._launch(selector)
+        launched = [self._launch(selector) for _ in range(launches)]
+        if not all(launched):
+            return True  # a failed launch changed the plan (retry, or give up): no event will say so
         for key, _events in selector.select(timeout):
             worker = key.data
             if worker is None:
@@ -701,7 +720,8 @@ class _Pool:
                     self._on_exit(worker, selector)
         return True
 
-    def _launch(self, selector: selectors.BaseSelector) -> None:
+    def _launch(self, selector: selectors.BaseSelector) -> bool:
+        """Start a worker process; False if that failed (counted as a failed start)."""
         request_r = request_w = reply_r = reply_w = alive_r = alive_w = -1
         try:
             request_r, request_w = os.pipe()
@@ -723,7 +743,7 @@ class _Pool:
             self._fail_calls(self._start_failed((reason, exc)))
             if not isinstance(exc, Exception):
                 raise
-            return
+            return False
         for fd in (request_r, reply_w, alive_r):  # the child's ends
             os.close(fd)
         os.set_blocking(request_w, False)
@@ -736,6 +756,7 @@ class _Pool:
         with self.lock:
             self.workers.append(worker)
             self._send_locked(worker, _frame(init))
+        return True
 
     def _write_more(self, worker: _Worker, selector: selectors.BaseSelector) -> None:
         with self.lock:
@@ -745,8 +766,9 @@ class _Pool:
                     outbuf = outbuf[os.write(worker.request_fd, outbuf) :]
                 except BlockingIOError:
                     pass
-                except OSError:
-                    outbuf = None  # the worker is gone; its exit is being reported
+                except OSError:  # the worker is gone; its exit is being reported
+                    outbuf = None
+                    worker.unreached = True
                 worker.outbuf = outbuf if outbuf else None
             if worker.outbuf is None:
                 worker.writing = False
@@ -858,8 +880,14 @@ class _Pool:
             if job is not None:
                 worker.job = job.worker = None
                 self.running -= 1
-                self.completed += 1
-                self.failed += 1
+                if worker.unreached:  # it died before the call could reach it: run it elsewhere
+                    job.call.state = PENDING
+                    self.pending.appendleft(job)
+                    self.queued += 1
+                    job = None
+                else:
+                    self.completed += 1
+                    self.failed += 1
             if state == _STARTING:
                 self.starting -= 1
         worker.close_fds()
@@ -898,10 +926,28 @@ class _Pool:
 
     def _fail_calls(self, failed: list[tuple[Call, BaseException]]) -> None:
         for call, error in failed:
-            if isinstance(call, _FutureCall) and not call.future.set_running_or_notify_cancel():
+            if isinstance(call, _FutureCall) and not call.claim():
                 call.drop()  # its Future was cancelled meanwhile
                 continue
             call.fail(error)
+
+    def reset_after_fork(self) -> None:
+        """In a child made by ``os.fork()``: forget the parent's workers, keep the settings.
+
+        Without this the child would write calls to its parent's workers (and
+        read their replies in a muddle). The child starts workers of its own
+        when it next makes a call.
+        """
+        self.lock = threading.RLock()
+        for worker in self.workers:
+            worker.forget()
+        self.workers, self.idle, self.pending = [], [], deque()
+        self.alive = self.starting = self.queued = self.running = 0
+        self.manager, self.manager_ident = None, None
+        self.all_exited = threading.Event()
+        self.all_exited.set()
+        self._close_wake_pipe_locked()
+        self.wake_pending = False
 
     def _fail_everything(self) -> None:
         calls: list[Call] = []
@@ -974,6 +1020,13 @@ def _shutdown_at_exit() -> None:
 
 
 atexit.register(_shutdown_at_exit)
+
+
+def _reset_pools_after_fork() -> None:
+    global _default_lock
+    _default_lock = threading.Lock()
+    for pool in list(_pools):
+        pool.reset_after_fork()
 
 
 # -- the public API ------------------------------------------------------------
@@ -1145,10 +1198,9 @@ class ProcessExecutor(cf.Executor):
         pool = self._pool
         self._finalizer.detach()
         for call in pool.begin_shutdown(cancel_futures):
-            if isinstance(call, _FutureCall):
-                call.future.cancel()
+            if isinstance(call, _FutureCall) and call.future.cancel():
                 call.drop()
-            else:
+            else:  # an awaited call, or a Future already running (re-queued after its worker died)
                 call.fail(ExecutorShutdownError(f"{self!r} was shut down before this call started"))
         if wait and threading.get_ident() != pool.manager_ident:
             pool.all_exited.wait()
@@ -1183,6 +1235,8 @@ class ProcessExecutor(cf.Executor):
 
 _default_lock = threading.Lock()
 _default: ProcessExecutor | None = None
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_pools_after_fork)
 
 
 def _default_executor() -> ProcessExecutor:
