@@ -35,7 +35,7 @@ from typing import Any, Protocol, TypeVar, overload
 
 from typing_extensions import ParamSpec
 
-from ._hub import Call, current_call, current_executor, nested_wait
+from ._hub import PENDING, Call, current_call, current_executor, nested_wait
 
 __all__ = ["sync_wrap"]
 
@@ -293,7 +293,10 @@ class _Wait:
             if item is not _FINISHED:
                 leftovers.append(item)
         executor: Any = self.executor
-        for call in leftovers:  # sent by tasks that outlive the wait: run them as usual
+        for call in leftovers:  # sent by tasks that outlive the wait: queue them as usual
+            if not executor._unclaim(call):
+                continue  # dropped by its cancelled caller
+            call.state = PENDING
             call.handle = None
             try:
                 executor._submit_call(call)

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 from typing_extensions import ParamSpec, Self
 
 from ._exceptions import ExecutorShutdownError
-from ._hub import DONE, DROPPED, PENDING, RUNNING, Call, current_inbox, nested_wait, set_current_executor
+from ._hub import DONE, DROPPED, RUNNING, Call, current_inbox, logger, nested_wait, set_current_executor
 from ._statistics import ExecutorStatistics
 
 __all__ = [
@@ -43,6 +43,8 @@ __all__ = [
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+_monotonic = time.monotonic
 
 DEFAULT_MAX_THREADS = 40  # same as anyio, trio and Starlette; not tuned
 DEFAULT_IDLE_TIMEOUT = 10.0  # seconds; trio and anyio use 10 too
@@ -58,12 +60,18 @@ def _check_max_workers(max_workers: object, what: str = "max_workers") -> int:
 
 
 class _Worker:
-    __slots__ = ("call", "wake")
+    """One worker thread's parking spot and its own counters (written only by that thread)."""
+
+    __slots__ = ("busy", "completed", "failed", "wait_max", "wait_total", "wake")
 
     def __init__(self) -> None:
-        self.call: Call | None = None
         self.wake = threading.Lock()
         self.wake.acquire()
+        self.busy = False
+        self.completed = 0
+        self.failed = 0
+        self.wait_total = 0.0
+        self.wait_max = 0.0
 
 
 class _FutureCall(Call):
@@ -149,18 +157,23 @@ class ThreadExecutor(cf.Executor):
             raise ValueError(f"idle_timeout must be a positive number of seconds, got {idle_timeout}")
         self._name = name
         self._idle_timeout = float(idle_timeout)
-        self._lock = threading.Lock()
-        self._idle: list[_Worker] = []
+        # Calls wait in _pending. A call is claimed, by the worker that runs it or
+        # by the caller that gives up on it, by removing it from _claims: set.remove
+        # is atomic, so exactly one side wins without a lock on the hot path.
         self._pending: deque[Call] = deque()
-        self._threads = 0
+        self._claims: set[Call] = set()
+        # _lock guards the rest: parked workers, thread counts, shutdown.
+        self._lock = threading.Lock()
+        self._idle: list[_Worker] = []  # parked workers, most recently parked last
+        self._workers: set[_Worker] = set()
         self._thread_ids: set[int] = set()
+        self._threads = 0
         self._started = 0
-        self._running = 0
-        self._queued = 0
-        self._completed = 0
-        self._failed = 0
-        self._wait_total = 0.0
-        self._wait_max = 0.0
+        # Workers woken (or started) that have not yet looked for work. While one
+        # is on its way, submitters wake nobody else: it wakes the next one itself
+        # if work remains, so a burst of calls wakes workers one at a time.
+        self._waking = 0
+        self._retired = _Worker()  # the counters of workers that have exited
         self._shutdown = False
         self._all_exited = threading.Event()
         self._all_exited.set()
@@ -180,109 +193,160 @@ class ThreadExecutor(cf.Executor):
         ctx = call.ctx
         if ctx is not None:
             nested = ctx.get(nested_wait)
-            if nested is not None and nested.executor is self and nested.deliver(call):
-                return  # our worker is waiting for this caller: it runs the call, in its slot
+            if nested is not None and nested.executor is self:
+                self._claims.add(call)
+                if nested.deliver(call):
+                    return  # our worker is waiting for this caller: it runs the call, in its slot
+                self._claims.discard(call)
+        if self._shutdown:
+            raise ExecutorShutdownError(f"{self!r} is shut down; create a new executor to run more calls")
+        call.enqueued_at = _monotonic()
+        self._claims.add(call)
+        self._pending.append(call)
+        if not self._waking:
+            try:
+                self._wake_one()
+            except BaseException:
+                if self._unclaim(call):
+                    raise
+        if self._shutdown and self._unclaim(call):  # shut down meanwhile; it may never run
+            raise ExecutorShutdownError(f"{self!r} is shut down; create a new executor to run more calls")
+
+    def _unclaim(self, call: Call) -> bool:
+        try:
+            self._claims.remove(call)
+        except KeyError:
+            return False  # a worker has it
+        call.state = DROPPED
+        return True
+
+    def _drop_call(self, call: Call) -> bool:
+        if not self._unclaim(call):
+            return False
+        call.drop()  # it stays in the deque (or a nested wait's queue), skipped there
+        return True
+
+    def _claim(self) -> Call | None:
+        """Take the next queued call nobody has claimed, or None."""
+        pending = self._pending
+        claims = self._claims
+        while True:
+            try:
+                call = pending.popleft()
+            except IndexError:
+                return None
+            try:
+                claims.remove(call)
+            except KeyError:
+                continue  # its caller dropped it
+            call.state = RUNNING
+            return call
+
+    def _wake_one(self) -> None:
+        """Wake a parked worker, or start a thread, unless one is already on its way."""
         with self._lock:
-            if self._shutdown:
-                raise ExecutorShutdownError(f"{self!r} is shut down; create a new executor to run more calls")
+            if self._waking or self._shutdown:
+                return
             if self._idle:
-                worker = self._idle.pop()
-                call.state = RUNNING
-                self._running += 1
-                worker.call = call
-                worker.wake.release()
+                self._waking += 1
+                self._idle.pop().wake.release()
                 return
             if self._threads >= self._max_workers:
-                call.enqueued_at = time.monotonic()
-                self._pending.append(call)
-                self._queued += 1
-                return
-            call.state = RUNNING
-            self._running += 1
+                return  # every worker is busy; each looks for work before parking
             self._threads += 1
+            self._waking += 1
             self._started += 1
             self._all_exited.clear()
             number = self._started
         # Start the thread outside the lock: Thread.start() waits for the new
         # thread to come up, and workers need the lock meanwhile.
         try:
-            threading.Thread(
-                target=self._work, args=(_Worker(), call), name=f"{self._name}-{number}", daemon=True
-            ).start()
+            threading.Thread(target=self._work, name=f"{self._name}-{number}", daemon=True).start()
         except BaseException:
             with self._lock:
-                self._running -= 1
                 self._threads -= 1
+                self._waking -= 1
                 if not self._threads:
                     self._all_exited.set()
             raise
 
-    def _drop_call(self, call: Call) -> bool:
-        with self._lock:
-            if call.state != PENDING:
-                return False
-            call.state = DROPPED  # stays in the deque (or a nested wait's queue); skipped there
-            if call.handle is None:
-                self._queued -= 1
-        call.drop()
-        return True
-
-    def _work(self, worker: _Worker, call: Call | None) -> None:
+    def _work(self) -> None:
+        worker = _Worker()
         lock = self._lock
         pending = self._pending
+        idle = self._idle
         ident = threading.get_ident()
         set_current_executor(self)
         with lock:
             self._thread_ids.add(ident)
+            self._workers.add(worker)
         try:
-            while call is not None:
-                failed = call.execute()
-                finished = call
+            while True:
+                # Awake, and counted in _waking by whoever woke or started us.
                 with lock:
-                    self._running -= 1
+                    self._waking -= 1
+                call = self._claim()
+                if call is not None and pending and not self._waking:
+                    try:
+                        self._wake_one()  # more work queued: pass the wake-up on
+                    except RuntimeError:
+                        logger.warning("could not start another worker thread", exc_info=True)
+                parked = stop = False
+                while call is not None:
+                    worker.busy = True
+                    waited = _monotonic() - call.enqueued_at
+                    worker.wait_total += waited
+                    if waited > worker.wait_max:
+                        worker.wait_max = waited
+                    failed = call.execute()
                     if failed is not None:
-                        self._completed += 1
-                        self._failed += failed
-                    call = None
-                    stop = False
-                    while pending:
-                        queued = pending.popleft()
-                        if queued.state != PENDING:
-                            continue
-                        queued.state = RUNNING
-                        self._queued -= 1
-                        self._running += 1
-                        waited = time.monotonic() - queued.enqueued_at
-                        self._wait_total += waited
-                        if waited > self._wait_max:
-                            self._wait_max = waited
-                        call = queued
-                        break
-                    else:
-                        if self._shutdown:
-                            stop = True
-                        else:
-                            self._idle.append(worker)
-                finished.finish()  # report after the bookkeeping, so callers see it done
+                        worker.completed += 1
+                        worker.failed += failed
+                    worker.busy = False
+                    following = self._claim()
+                    if following is None:
+                        # Park before reporting: once the result is out, the loop
+                        # thread wants the GIL, so do our bookkeeping first.
+                        with lock:
+                            if self._shutdown:
+                                stop = True
+                            else:
+                                idle.append(worker)
+                                parked = True
+                    call.finish()  # after the counters, so the caller sees its call counted
+                    call = following
                 if stop:
                     return
-                if call is not None:
-                    continue
-                if not worker.wake.acquire(timeout=self._idle_timeout):
+                if not parked:
                     with lock:
-                        try:
-                            self._idle.remove(worker)
-                        except ValueError:
-                            pass  # a submitter (or shutdown) claimed us just now
-                        else:
+                        if self._shutdown:
                             return
-                    worker.wake.acquire()
-                call = worker.call
-                worker.call = None
+                        idle.append(worker)
+                if pending and not self._waking:
+                    # A submitter may have queued a call after our last look, and
+                    # found nobody parked to wake: take it ourselves.
+                    with lock:
+                        if worker in idle:
+                            idle.remove(worker)
+                            self._waking += 1
+                            continue
+                if worker.wake.acquire(timeout=self._idle_timeout):
+                    continue
+                with lock:
+                    if worker in idle:
+                        idle.remove(worker)
+                        return  # idle too long: exit
+                worker.wake.acquire()  # woken just as the timeout expired
         finally:
             with lock:
                 self._threads -= 1
                 self._thread_ids.discard(ident)
+                self._workers.discard(worker)
+                retired = self._retired
+                retired.completed += worker.completed
+                retired.failed += worker.failed
+                retired.wait_total += worker.wait_total
+                retired.wait_max = max(retired.wait_max, worker.wait_max)
                 if not self._threads:
                     self._all_exited.set()
 
@@ -334,17 +398,18 @@ class ThreadExecutor(cf.Executor):
         with self._lock:
             self._shutdown = True
             idle, self._idle = self._idle, []
-            dropped: list[Call] = []
-            if cancel_futures:
-                while self._pending:
+            self._waking += len(idle)
+        dropped: list[Call] = []
+        if cancel_futures:
+            while True:
+                try:
                     call = self._pending.popleft()
-                    if call.state == PENDING:
-                        call.state = DROPPED
-                        dropped.append(call)
-                self._queued = 0
+                except IndexError:
+                    break
+                if self._unclaim(call):
+                    dropped.append(call)
         for worker in idle:
-            worker.call = None
-            worker.wake.release()
+            worker.wake.release()  # to see the shutdown, finish the queue and exit
         for call in dropped:
             call.fail(ExecutorShutdownError(f"{self!r} was shut down before this call started"))
         if wait and threading.get_ident() not in self._thread_ids:
@@ -374,29 +439,29 @@ class ThreadExecutor(cf.Executor):
 
     def _run_nested(self, call: Call) -> None:
         """Run, in the calling worker thread, a call delivered by a nested sync_wrap wait."""
-        with self._lock:
-            if call.state != PENDING:
-                return  # its caller was cancelled meanwhile
-            call.state = RUNNING
+        if not self._unclaim(call):
+            return  # its caller was cancelled meanwhile
+        call.state = RUNNING
         failed = call.execute()
-        with self._lock:
-            if failed is not None:
-                self._completed += 1
-                self._failed += failed
+        if failed is not None:
+            with self._lock:
+                self._retired.completed += 1
+                self._retired.failed += failed
         call.finish()
 
     def statistics(self) -> ExecutorStatistics:
         """Return a snapshot of the pool's state: workers, running, queued, totals, waits."""
         with self._lock:
+            workers = [*self._workers, self._retired]
             return ExecutorStatistics(
                 max_workers=self._max_workers,
                 workers=self._threads,
-                running=self._running,
-                queued=self._queued,
-                completed=self._completed,
-                failed=self._failed,
-                total_wait_time=self._wait_total,
-                max_wait_time=self._wait_max,
+                running=sum(w.busy for w in workers),
+                queued=len(self._claims),
+                completed=sum(w.completed for w in workers),
+                failed=sum(w.failed for w in workers),
+                total_wait_time=sum(w.wait_total for w in workers),
+                max_wait_time=max(w.wait_max for w in workers),
             )
 
 
