@@ -223,12 +223,13 @@ def _wrap_function(
 
         async def run_limited(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             executor = get_default_executor() if adapter is None else adapter
+            inbox = current_inbox()  # before taking a slot: it raises outside an event loop
             if limiter is None:
                 call = Call(fn, args, kwargs, copy_context())
             else:
                 await limiter.acquire()
                 call = Call(fn, args, kwargs, copy_context(), limiter.release)
-            return await current_inbox().run(call, executor, abandon_on_cancel)
+            return await inbox.run(call, executor, abandon_on_cancel)
 
         if timeout is None:
 
@@ -267,10 +268,11 @@ def _wrap_generator(
     abandon_on_cancel: bool,
 ) -> Callable[..., AsyncGenerator[Any, Any]]:
     async def step(executor: CallExecutor, call: Call) -> Any:
+        inbox = current_inbox()
         if limiter is not None:
             await limiter.acquire()
             call.on_done = limiter.release
-        return await current_inbox().run(call, executor, abandon_on_cancel)
+        return await inbox.run(call, executor, abandon_on_cancel)
 
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
         executor = get_default_executor() if adapter is None else adapter
