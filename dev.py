@@ -33,14 +33,14 @@ def find_python(version: str | None) -> str:
         return sys.executable
     if os.sep in version:
         return version
-    found = shutil.which(f"python{version}")
-    if found:
-        return found
     roots = [os.environ.get("PYENV_ROOT", ""), str(Path.home() / ".pyenv")]
     for root in roots:
         matches = sorted(glob.glob(os.path.join(root, "versions", f"{version}*", "bin", "python")))
-        if matches:
+        if root and matches:
             return matches[-1]
+    found = shutil.which(f"python{version}")
+    if found and f"{os.sep}shims{os.sep}" not in found:  # a pyenv shim fails for versions not selected
+        return found
     sys.exit(f"dev.py: no Python {version} found on PATH or under pyenv; install it or pass a path")
 
 
