@@ -17,7 +17,7 @@ import threading
 import time
 import types
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -611,6 +611,66 @@ def test_functions_of_an_interactive_main_module(cloudpickle_installed: bool) ->
         assert "defined in an interactive session" in done.stdout
 
 
+GUARDED_SCRIPT = """
+import asyncio, os, sys
+sys.path.insert(0, {tests!r})
+import _process_helpers as helpers
+import asyncbridge
+
+print("top level ran in", "parent" if __name__ == "__main__" else __name__, flush=True)
+
+
+def triple(x):
+    return x * 3
+
+
+async def main():
+    print(await asyncbridge.to_process(helpers.add, 1), flush=True)
+    print(await asyncbridge.to_process(triple, 5), flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+UNGUARDED_SCRIPT = """
+import asyncio
+import asyncbridge
+
+
+def triple(x):
+    return x * 3
+
+
+print(asyncio.run(asyncbridge.to_process(triple, 5)))
+"""
+
+
+def test_functions_of_the_main_script_import_it_only_when_needed(tmp_path: Path) -> None:
+    """A function defined in the script being run works; workers import the script (as
+    __mp_main__, so its main block does not run) only for a call that needs it."""
+    script = tmp_path / "script.py"
+    script.write_text(GUARDED_SCRIPT.format(tests=str(TESTS_DIR)))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "top level ran in parent",
+        "1",  # helpers.add needed nothing from the script: not imported
+        "top level ran in __mp_main__",
+        "15",
+    ]
+
+
+def test_starting_workers_while_importing_main_says_to_guard_it(tmp_path: Path) -> None:
+    """A script that calls to_process at import time, without an if __name__ == "__main__"
+    guard, fails with an error telling to add one, instead of starting processes endlessly."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED_SCRIPT)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "protect the main script's entry point with: if __name__ == '__main__':" in done.stderr
+
+
 # -- stdio -------------------------------------------------------------------------------------
 
 
@@ -844,14 +904,16 @@ def test_executor_dropped_without_shutdown_stops_its_workers() -> None:
 
 
 WORKER_OWNER_SCRIPT = """
-import asyncio, os, signal, sys
+import asyncio, multiprocessing, os, signal, sys, warnings
+warnings.simplefilter("ignore", DeprecationWarning)  # fork() in a threaded process, when asked for
 sys.path.insert(0, {tests!r})
 import _process_helpers as helpers
 import asyncbridge
 
-executor = asyncbridge.ProcessExecutor(2)
-idle = executor.submit(helpers.getpid).result(20)
-busy = executor.submit(helpers.report_and_wait, {port})
+context = None if {method!r} is None else multiprocessing.get_context({method!r})
+executor = asyncbridge.ProcessExecutor(2, mp_context=context)
+busy = executor.submit(helpers.report_and_wait, {port})  # holds one worker...
+idle = executor.submit(helpers.getpid).result(20)  # ...so this one starts a second
 default = asyncio.run(asyncbridge.to_process(helpers.getpid))
 print(idle, default, flush=True)
 if {kill!r}:
@@ -862,12 +924,19 @@ sys.exit(0)  # no shutdown(): the interpreter's exit must stop the workers
 """
 
 
-@pytest.mark.parametrize("kill", [False, True], ids=["exit", "sigkill"])
-def test_no_worker_outlives_the_interpreter(kill: bool) -> None:
+@pytest.mark.parametrize(
+    ("kill", "method"),
+    [(False, None), (True, None), (False, "fork"), (True, "fork")],
+    ids=["exit", "sigkill", "exit-fork", "sigkill-fork"],
+)
+def test_no_worker_outlives_the_interpreter(kill: bool, method: str | None) -> None:
     """Worker processes (busy or idle, of an executor or of to_process) do not outlive the
-    interpreter, whether it exits normally without shutdown() or is killed."""
+    interpreter, whether it exits normally without shutdown() or is killed; also when they were
+    started with mp_context "fork", which copies the parent's ends of their pipes into them."""
     with sync_rendezvous() as server:
-        script = WORKER_OWNER_SCRIPT.format(tests=str(TESTS_DIR), port=server.getsockname()[1], kill=kill)
+        script = WORKER_OWNER_SCRIPT.format(
+            tests=str(TESTS_DIR), port=server.getsockname()[1], kill=kill, method=method
+        )
         owner = subprocess.Popen(
             [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
@@ -876,6 +945,7 @@ def test_no_worker_outlives_the_interpreter(kill: bool) -> None:
         conn, busy = accept_started(server)
         idle, default = map(int, owner.stdout.readline().split())
         pids = [idle, busy, default]
+        assert idle != busy
         assert all(not process_gone(pid) for pid in pids)
         if kill:
             owner.stdin.write("go\n")
@@ -932,25 +1002,72 @@ def spin_steps_for(seconds: float) -> int:
     return int(steps * seconds / (time.perf_counter() - started))
 
 
+class OthersCpu:
+    """Measures, over a ``with`` block, its wall time and the share of all CPUs that processes
+    other than this one and its children used meanwhile (0: the machine was ours alone).
+
+    Timing tests judge only what ran while others left the CPUs alone: on a shared machine,
+    someone else's load slows anything down, which says nothing about the code under test.
+    """
+
+    QUIET = 0.1  # under a tenth of the machine used by others
+
+    def __init__(self) -> None:
+        self.me = psutil.Process()
+        self.wall = self.share = 0.0
+
+    def _machine_busy(self) -> float:
+        t = psutil.cpu_times()
+        return float(t.user + t.nice + t.system + getattr(t, "irq", 0) + getattr(t, "softirq", 0))
+
+    def _ours(self) -> float:
+        total = float(sum(self.me.cpu_times()[:2]))
+        for child in self.me.children(recursive=True):
+            with suppress(psutil.NoSuchProcess):
+                total += sum(child.cpu_times()[:2])
+        return total
+
+    def __enter__(self) -> OthersCpu:
+        self._machine, self._mine = self._machine_busy(), self._ours()
+        self._started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.wall = time.perf_counter() - self._started
+        others = (self._machine_busy() - self._machine) - (self._ours() - self._mine)
+        self.share = max(others, 0.0) / (self.wall * (psutil.cpu_count() or 1))
+
+    @property
+    def quiet(self) -> bool:
+        return self.share < self.QUIET
+
+
 def test_cpu_bound_calls_run_in_parallel() -> None:
     """4 CPU-bound calls of about 0.3 s on ProcessExecutor(2) finish at least 1.7 times faster than
-    one after another. Best of five tries: other load on a shared machine only ever slows it down.
+    one after another. On a shared machine, only tries during which other processes left the
+    CPUs alone count; if none did, the test is skipped rather than judged on someone else's load.
     (Sync: the event loop plays no part in this; the async path is timed by the ticker test.)"""
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("needs two CPUs")
     steps = spin_steps_for(0.3)
-    speedups: list[float] = []
+    clean: list[float] = []
+    least_busy = 1.0
     with ProcessExecutor(2) as executor:
         list(executor.map(helpers.spin, [1000, 1000]))  # start both workers
-        while len(speedups) < 5 and max(speedups, default=0) < 1.7:
-            started = time.perf_counter()
-            for _ in range(4):
-                helpers.spin(steps)
-            serial = time.perf_counter() - started
-            started = time.perf_counter()
-            list(executor.map(helpers.spin, [steps] * 4, timeout=30))
-            speedups.append(serial / (time.perf_counter() - started))
-    assert max(speedups) >= 1.7, f"speedups {[round(s, 2) for s in speedups]}"
+        for _ in range(6):
+            with OthersCpu() as serial:
+                for _ in range(4):
+                    helpers.spin(steps)
+            with OthersCpu() as parallel:
+                list(executor.map(helpers.spin, [steps] * 4, timeout=30))
+            least_busy = min(least_busy, max(serial.share, parallel.share))
+            if serial.quiet and parallel.quiet:
+                clean.append(serial.wall / parallel.wall)
+                if max(clean) >= 1.7:
+                    break
+    if not clean:
+        pytest.skip(f"other processes used at least {least_busy:.0%} of the CPUs during every try")
+    assert max(clean) >= 1.7, f"speedups {[round(s, 2) for s in clean]}"
 
 
 async def worst_ticker_lag(work: Any) -> float:
@@ -975,20 +1092,38 @@ async def worst_ticker_lag(work: Any) -> float:
 @pytest.mark.anyio
 async def test_loop_keeps_ticking_during_to_process_but_stalls_inline() -> None:
     """During a CPU-bound to_process call a 10 ms ticker's worst lag stays under 50 ms; the same
-    work inline in the coroutine stalls it for the whole call."""
+    work inline in the coroutine stalls it for the whole call. (Lags count only from tries during
+    which other processes left the CPUs alone; see OthersCpu.)"""
     steps = spin_steps_for(0.4)
     await to_process(helpers.add, 0)  # the default executor has a worker
 
     async def offloaded() -> None:
         await to_process(helpers.spin, steps)
 
-    async def inline() -> None:
-        helpers.spin(steps)
+    inline_time = 0.0
 
-    lag = min([await worst_ticker_lag(offloaded) for _ in range(2)])
-    assert lag < 0.05, f"worst lag {lag * 1000:.0f} ms"
+    async def inline() -> None:
+        nonlocal inline_time
+        started = time.perf_counter()
+        helpers.spin(steps)
+        inline_time = time.perf_counter() - started
+
     stalled = await worst_ticker_lag(inline)
-    assert stalled > 0.25, f"inline stall only {stalled * 1000:.0f} ms"
+    assert inline_time > 0.1
+    assert stalled >= 0.9 * inline_time, f"stalled {stalled * 1000:.0f} of {inline_time * 1000:.0f} ms"
+    lags: list[float] = []
+    least_busy = 1.0
+    for _ in range(4):
+        with OthersCpu() as others:
+            lag = await worst_ticker_lag(offloaded)
+        least_busy = min(least_busy, others.share)
+        if others.quiet:
+            lags.append(lag)
+            if lag < 0.05:
+                break
+    if not lags:
+        pytest.skip(f"other processes used at least {least_busy:.0%} of the CPUs during every try")
+    assert min(lags) < 0.05, f"worst lags {[round(lag * 1000) for lag in lags]} ms"
 
 
 def test_all_names_are_exported() -> None:

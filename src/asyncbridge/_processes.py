@@ -46,7 +46,7 @@ import time
 import types
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import import_module
 from multiprocessing.process import BaseProcess
 from types import TracebackType
@@ -493,6 +493,7 @@ class _Pool:
         self.start_failures = 0  # in a row
         self.retry_at = 0.0
         self.last_start_failure: tuple[str, BaseException | None] | None = None
+        self.launching_fds: tuple[int, ...] = ()  # our ends of the pipes of a worker being started
         _pools.add(self)
 
     # -- the caller's side -----------------------------------------------------
@@ -658,6 +659,7 @@ class _Pool:
         now = time.monotonic()
         timeout: float | None = None
         to_register: list[_Worker] = []
+        stranded: Sequence[tuple[Call, BaseException]] = ()
         with self.lock:
             self.wake_pending = False
             # Stop idle workers that are no longer wanted, oldest first.
@@ -683,14 +685,21 @@ class _Pool:
             launches = max(launches, 0)
             self.alive += launches
             self.starting += launches
-            if not self.alive:
-                self.pending.clear()  # nothing queued: only dropped jobs are left in it
+            exiting = not self.alive
+            if exiting:
+                # Calls can be queued here only while starts are held back
+                # after failures (a call re-queued from a worker that died):
+                # fail them as the calls queued at the last failure were.
+                stranded = [(job.call, self._start_error_locked()) for job in self._take_queued_locked()]
+                self.pending.clear()  # only dropped jobs were left in it
                 self.manager = None
                 self.manager_ident = None
                 if self.shutdown:
                     self._close_wake_pipe_locked()
                 self.all_exited.set()
-                return False
+        if exiting:
+            self._fail_calls(stranded)
+            return False
         for worker in to_register:
             worker.writing = True
             selector.register(worker.request_fd, selectors.EVENT_WRITE, worker)
@@ -728,11 +737,15 @@ class _Pool:
             reply_r, reply_w = os.pipe()
             alive_r, alive_w = os.pipe()
             fds = (request_r, reply_w, alive_r)
+            # With mp_context "fork" the child copies every fd: our ends of
+            # its own pipes must be closed there (see reset_after_fork).
+            self.launching_fds = (request_w, reply_r, alive_w)
             if self.context is None:
                 process: _Process = _Subprocess(fds)
             else:
                 process = _MultiprocessingProcess(self.context, fds)
         except BaseException as exc:
+            self.launching_fds = ()
             for fd in (request_r, request_w, reply_r, reply_w, alive_r, alive_w):
                 if fd >= 0:
                     os.close(fd)
@@ -744,6 +757,7 @@ class _Pool:
             if not isinstance(exc, Exception):
                 raise
             return False
+        self.launching_fds = ()
         for fd in (request_r, reply_w, alive_r):  # the child's ends
             os.close(fd)
         os.set_blocking(request_w, False)
@@ -916,15 +930,21 @@ class _Pool:
             self.last_start_failure = reason
             if self.start_failures >= MAX_START_FAILURES:
                 self.retry_at = time.monotonic() + START_RETRY_DELAY
-                while self.pending:
-                    call = self.pending.popleft().call
-                    if call.state == PENDING:
-                        call.state = RUNNING  # claimed: it will be failed below, not run
-                        failed.append((call, self._start_error_locked()))
-                self.queued = 0
+                failed = [(job.call, self._start_error_locked()) for job in self._take_queued_locked()]
         return failed
 
-    def _fail_calls(self, failed: list[tuple[Call, BaseException]]) -> None:
+    def _take_queued_locked(self) -> list[_Job]:
+        """Empty the queue; return its live jobs, claimed (to be failed, not run)."""
+        jobs: list[_Job] = []
+        while self.pending:
+            job = self.pending.popleft()
+            if job.call.state == PENDING:
+                job.call.state = RUNNING
+                jobs.append(job)
+        self.queued = 0
+        return jobs
+
+    def _fail_calls(self, failed: Sequence[tuple[Call, BaseException]]) -> None:
         for call, error in failed:
             if isinstance(call, _FutureCall) and not call.claim():
                 call.drop()  # its Future was cancelled meanwhile
@@ -935,12 +955,18 @@ class _Pool:
         """In a child made by ``os.fork()``: forget the parent's workers, keep the settings.
 
         Without this the child would write calls to its parent's workers (and
-        read their replies in a muddle). The child starts workers of its own
-        when it next makes a call.
+        read their replies in a muddle), and hold their pipes open. The child
+        starts workers of its own when it next makes a call. This also runs in
+        a worker started with ``mp_context`` "fork", where it closes the
+        parent's ends of the worker's own pipes.
         """
         self.lock = threading.RLock()
         for worker in self.workers:
             worker.forget()
+        for fd in self.launching_fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.launching_fds = ()
         self.workers, self.idle, self.pending = [], [], deque()
         self.alive = self.starting = self.queued = self.running = 0
         self.manager, self.manager_ident = None, None
