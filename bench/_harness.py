@@ -120,7 +120,15 @@ def use_asyncbridge_from(rev: str) -> str:
     The checkout's ``src/`` may hold someone's work in progress; measuring a
     commit (``HEAD``, a tag, the commit before a change) makes a run
     repeatable and lets two revisions be compared. Returns the short hash.
+    ``rev`` may also be a directory that holds an ``asyncbridge`` package (a
+    prototype to measure); it is used as it is.
     """
+    if (Path(rev) / "asyncbridge" / "__init__.py").is_file():
+        src = str(Path(rev).resolve())
+        sys.path.insert(0, src)
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH", "")]))
+        os.environ["ASYNCBRIDGE_BENCH_SRC"] = src
+        return src
     commit = subprocess.run(
         ["git", "rev-parse", "--short", rev], capture_output=True, text=True, cwd=ROOT, check=True
     ).stdout.strip()
@@ -590,6 +598,38 @@ def render_report(sections: Sequence[Section], info: Mapping[str, Any], command:
         lines.append("")
     lines += [s.to_markdown() for s in sections]
     return "\n".join(lines)
+
+
+def _cell(table: Table, row: Row | None, *, ratio: bool = True) -> str:
+    if row is None:
+        return ""
+    med = table._fmt(Stats.of(row.values(table.metric)).median)
+    r = table.ratio(row.name, table.baselines[0]) if ratio else None
+    return f"{row.name}: {med}" + ("" if r is None else f" ({r:.2f}x)")
+
+
+def summary_table(sections: Sequence[Section]) -> str:
+    """One line per measurement: asyncbridge, the baseline, the best peer and the reference."""
+    lines = [
+        "| measurement | asyncbridge | baseline | best peer | reference |",
+        "|---|---|---|---|---|",
+    ]
+    for section in sections:
+        for table in section.tables:
+            rows = [r for r in table.rows if r.values(table.metric)]
+            ours = next((r for r in rows if r.name.startswith("asyncbridge")), None)
+            if ours is None or not table.baselines:
+                continue
+            base = table.baselines[0]
+            peers = [r for r in rows if not r.name.startswith("asyncbridge") and not r.reference]
+            pick = min if table.better == "lower" else max
+            best = pick(peers, key=lambda r: Stats.of(r.values(table.metric)).median, default=None)
+            ref = next((r for r in rows if r.reference), None)
+
+            base_row = next((r for r in rows if r.name == base), None)
+            cells = [_cell(table, ours), _cell(table, base_row, ratio=False), _cell(table, best), _cell(table, ref)]
+            lines.append(f"| {table.title} ({table.unit}, {table.better} is better) | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def report_json(sections: Sequence[Section], info: Mapping[str, Any], command: str) -> dict[str, Any]:

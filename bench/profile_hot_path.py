@@ -16,8 +16,9 @@ few fresh-loop runs:
   (``/proc/self/task/*/status``): each one is a thread that went to sleep or
   was preempted, the unit cost of a hand-off;
 - threads: distinct worker threads that ran a call;
-- wake-ups: asyncbridge inbox drains (one ``call_soon_threadsafe`` or
-  ``run_sync_soon`` each), counted by wrapping the inbox's ``_drain``.
+- wake-ups: asyncbridge inbox drains per 1000 calls (one
+  ``call_soon_threadsafe`` or ``run_sync_soon`` each), counted by wrapping
+  the inbox's ``_drain``.
 
 ``--cprofile`` then profiles the loop thread (cProfile) and every worker
 thread (a cProfile started in each new thread through ``threading.setprofile``)
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import json
 import pstats
 import statistics
 import sys
@@ -129,7 +131,8 @@ def measure(backend: Backend, way: Way, n: int, concurrent: bool, drains: DrainC
     return run_loop(backend, main)
 
 
-def counters(backends: list[Backend], drains: DrainCounter) -> None:
+def counters(backends: list[Backend], drains: DrainCounter, runs: int = RUNS) -> dict[str, dict[str, float]]:
+    table: dict[str, dict[str, float]] = {}
     for backend in backends:
         base = TRIO_TO_THREAD if backend == "trio" else ASYNCIO_TO_THREAD
         selected = [
@@ -139,20 +142,22 @@ def counters(backends: list[Backend], drains: DrainCounter) -> None:
         ]
         for concurrent, n in ((True, CONCURRENT), (False, SEQUENTIAL)):
             what = f"{n:,} concurrent" if concurrent else f"{n:,} sequential"
-            print(f"\n### {backend}: {what} trivial calls, per call (median of {RUNS} runs)\n")
-            print("| way | wall µs | loop CPU µs | worker CPU µs | switches | threads | inbox wake-ups |")
+            print(f"\n### {backend}: {what} trivial calls, per call (median of {runs} runs)\n")
+            print("| way | wall µs | loop CPU µs | worker CPU µs | switches | threads | wake-ups per 1000 |")
             print("|---|---|---|---|---|---|---|")
             results: dict[str, list[dict[str, float]]] = {w.name: [] for w in selected}
-            for r in range(RUNS):
+            for r in range(runs):
                 for w in selected[r % len(selected) :] + selected[: r % len(selected)]:
                     results[w.name].append(measure(backend, w, n, concurrent, drains))
             for w in selected:
                 med = {k: statistics.median(s[k] for s in results[w.name]) for k in results[w.name][0]}
-                wake = f"{med['wakeups']:.3f}" if w.name == AB_ASYNC_WRAP else ""
+                table[f"{backend} {what} {w.name}"] = med
+                wake = f"{1000 * med['wakeups']:.1f}" if w.name == AB_ASYNC_WRAP else ""
                 print(
                     f"| {w.name} | {med['wall']:.1f} | {med['loop']:.1f} | {med['workers']:.1f} | "
                     f"{med['switches']:.2f} | {med['threads']:.0f} | {wake} |"
                 )
+    return table
 
 
 def cprofile(backend: Backend) -> None:
@@ -215,6 +220,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--cprofile", action="store_true", help="also cProfile loop and worker threads")
     parser.add_argument("--no-counters", action="store_true", help="skip the counters tables")
     parser.add_argument("--src", metavar="REV", help="asyncbridge as of this git revision")
+    parser.add_argument("--runs", type=int, default=RUNS, help="fresh-loop runs per way (median)")
+    parser.add_argument("--json", type=Path, help="also write the counters' medians here")
     args = parser.parse_args(argv)
     if args.src:
         print(f"asyncbridge from {use_asyncbridge_from(args.src)}")
@@ -222,7 +229,9 @@ def main(argv: list[str]) -> int:
     drains = DrainCounter()
     drains.install()
     if not args.no_counters:
-        counters(backends, drains)
+        table = counters(backends, drains, args.runs)
+        if args.json:
+            args.json.write_text(json.dumps(table, indent=1))
     if args.cprofile:
         for backend in backends:
             cprofile(backend)

@@ -39,6 +39,7 @@ from _harness import (
     machine_info,
     render_report,
     report_json,
+    summary_table,
     use_asyncbridge_from,
     wait_for_quiet,
 )
@@ -54,6 +55,53 @@ SCENARIOS: dict[str, ModuleType] = {
         scenario_memory,
     )
 }
+
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+
+DOCS_INTRO = """\
+# Benchmarks against the peers
+
+asyncbridge is measured side by side with the libraries people use for the
+same jobs: `asyncio.to_thread`, `loop.run_in_executor`, anyio, trio, asgiref,
+asyncer and Starlette for threads; `ProcessPoolExecutor`, loky, pebble and
+anyio for processes; blockbuster, aiodebug and asyncio's debug mode for
+blocking-call detection. One command runs them all, on asyncio, uvloop and
+trio, in about five minutes on two cores:
+
+```console
+python3 dev.py bench                     # everything; writes bench/results/latest.md and .json
+python3 dev.py bench --scenario latency  # one scenario; see bench/README.md for the rest
+```
+
+How it measures (details in [bench/README.md](../bench/README.md)): every
+candidate runs once per round, rounds rotate the order, each sample gets a
+fresh event loop, and ratios are medians of per-round ratios, so the drift of
+a shared virtual machine hits every candidate alike. The "minimal hand-off"
+rows are a yardstick, not a peer: bare workers on a `SimpleQueue` waking the
+loop with `call_soon_threadsafe`, with none of the guarantees (bounds,
+cancellation, context variables) a library owes its users.
+
+This page is rewritten by every whole run of `python3 dev.py bench`; the full
+tables, with spread and every candidate, are in
+[bench/results/latest.md](../bench/results/latest.md).
+"""
+
+
+def write_docs(sections: list[Section], info: dict[str, object], command: str, report: str) -> None:
+    """Rewrite docs/benchmarks.md from a whole run: the command, the targets, the headline table."""
+    machine = report.split("\n\n", 3)[2]  # the "Machine: ..." paragraph
+    targets = report.split("## Targets (issue 6)", 1)[1].split("\n## ", 1)[0].strip()
+    text = (
+        DOCS_INTRO
+        + f"\n## Latest results\n\nProduced by `{command}`. {machine}\n\n"
+        + "### The issue's targets\n\n"
+        + targets
+        + "\n\n### Headline figures\n\n"
+        + "Ratios are to the baseline (the peer named in the baseline column).\n\n"
+        + summary_table(sections)
+    )
+    DOCS.write_text(text)
 
 
 def main(argv: list[str]) -> int:
@@ -124,6 +172,8 @@ def main(argv: list[str]) -> int:
     out.with_suffix(".md").write_text(report)
     data = report_json(sections, info, command) | {"total_seconds": total}
     out.with_suffix(".json").write_text(json.dumps(data, indent=2) + "\n")
+    if not partial and args.output is None:
+        write_docs(sections, info, command, report)
     targets = report.split("## Targets (issue 6)", 1)
     if len(targets) == 2:
         print("## Targets (issue 6)" + targets[1].split("\n## ", 1)[0])
