@@ -14,9 +14,23 @@ How it works, and why the loop hardly pays for it:
   is late, the loop thread is blocked *now*: it samples that thread's stack
   (``sys._current_frames()``, that one thread only) and its running task,
   once. Then it polls every interval until the heartbeat's gap for this block
-  appears, and records exactly one event for it. (A gap it never saw in
-  progress, because the block ended before it could look, is recorded too,
-  without a stack.)
+  appears, and records exactly one event for it. A block in a C call that
+  holds the GIL is sampled as soon as the call returns (the loop thread gives
+  the GIL to the waiting watchdog before it can get back to the heartbeat),
+  on the line that made the call.
+- **Gaps the watchdog never saw in progress are not reported** (logged at
+  DEBUG): too short to be sampled (under the threshold plus about an
+  interval), or, more often, the loop thread waiting for the GIL that another
+  thread held (see the next point) and getting it before the watchdog did.
+- **An idle loop is not blocked.** If the sample shows the loop thread waiting
+  for I/O, the beat is late for another reason: another thread holding the
+  GIL (CPU work in a worker thread, as a FastAPI ``def`` endpoint does) or the
+  operating system not running the process. That is not reported; the
+  watchdog looks again until the beat comes. Idle means: on asyncio, the
+  innermost frame is the selector's ``select``; on uvloop (a loop in C) it is
+  the frame that started the loop; on trio, the run's ``unrolled_run`` frame
+  is not on the stack at all (trio's own I/O wait, or the host loop's wait
+  when trio runs as a guest, as anyio's pytest plugin runs it).
 - **Duration.** The block began somewhere within the interval after the last
   beat and ended just before the first beat after it, so the measured duration
   is right to about half an interval either way (plus how late the operating
@@ -34,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import math
 import sys
@@ -67,14 +82,36 @@ _EMPTY_STACK = traceback.StackSummary()
 
 
 class _Pending:
-    """A block seen in progress: the beat it follows, and what the loop thread was doing."""
+    """A late beat seen in progress: the beat it follows, and what the loop thread was doing."""
 
-    __slots__ = ("beat", "stack", "task_name")
+    __slots__ = ("beat", "idle", "stack", "task_name")
 
-    def __init__(self, beat: float, stack: traceback.StackSummary, task_name: str | None) -> None:
+    def __init__(
+        self,
+        beat: float,
+        stack: traceback.StackSummary = _EMPTY_STACK,
+        task_name: str | None = None,
+        idle: bool = False,
+    ) -> None:
         self.beat = beat
         self.stack = stack
         self.task_name = task_name
+        self.idle = idle  # the loop thread was waiting for I/O: late, but not blocked by its own code
+
+
+# Where an asyncio loop thread waits for I/O, (file name ending, function): innermost there, it is idle.
+_IDLE_FRAMES = (
+    ("selectors.py", "select"),  # the selector event loops
+    ("windows_events.py", "_poll"),  # the proactor event loop
+)
+_COROUTINE_FLAGS = inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE | inspect.CO_ASYNC_GENERATOR
+
+
+def _entry_frame(frame: FrameType | None) -> FrameType | None:
+    """The first frame outside the coroutines running ``frame``: for uvloop, the loop's caller."""
+    while frame is not None and frame.f_code.co_flags & _COROUTINE_FLAGS:
+        frame = frame.f_back
+    return frame
 
 
 class _Session:
@@ -92,6 +129,11 @@ class _Session:
         self.thread_id = threading.get_ident()
         self.thread_name = threading.current_thread().name
         self.task_namer = task_namer
+        # The first frame outside the coroutines that entered the detector. On asyncio
+        # with uvloop (a loop in C), idle, the loop thread's innermost Python frame is
+        # this one; on trio it is unrolled_run, and idle means it is not on the stack.
+        self.entry_frame: FrameType | None = None
+        self.trio = False
         self.loop: asyncio.AbstractEventLoop | None = None  # None on trio
         self.beat = _monotonic()  # written by the heartbeat, on the loop thread, and nowhere else
         self.gaps: deque[tuple[float, float]] = deque()  # (beat, next beat) further apart than trigger
@@ -102,6 +144,7 @@ class _Session:
         self.exited = False
         self.on_exit: Callable[[], None] | None = None
         self._wake = threading.Event()
+        self._go = threading.Event()  # set once the loop side has started: nothing before is judged
         self._thread = threading.Thread(target=self._run, name="asyncbridge-watchdog", daemon=True)
 
     def tick(self) -> None:
@@ -113,10 +156,14 @@ class _Session:
         self.beat = now
 
     def start(self, strict: _strict.StrictState | None) -> None:
+        # Thread.start() waits for the thread to run, which a loaded machine can make
+        # longer than the threshold: the beat restarts after it, so we never report ourselves.
         self._thread.start()
         if strict is not None:
             self.strict = strict
             _strict.register(self.thread_id, strict)
+        self.beat = _monotonic()
+        self._go.set()
 
     def stop(self) -> None:
         """Stop the heartbeat and tell the watchdog to finish. Call on the loop thread."""
@@ -134,6 +181,7 @@ class _Session:
 
     def _run(self) -> None:
         try:
+            self._go.wait()
             self._watch()
         except BaseException:  # a bug here must be seen, and must not hang __aexit__
             logger.exception("asyncbridge: the blocking detector's watchdog failed")
@@ -153,7 +201,9 @@ class _Session:
             while gaps:
                 pending = self._record_gap(pending, *gaps.popleft())
             if pending is not None:
-                wait(interval)  # still blocked: poll until the heartbeat notes the gap
+                if pending.idle and pending.beat == beat:
+                    pending = self._sample(beat)  # late but idle so far: is it blocked now?
+                wait(interval)  # poll until the heartbeat notes the gap
                 continue
             delay = beat + trigger - _monotonic()
             if delay > 0:
@@ -166,19 +216,27 @@ class _Session:
         while gaps:
             pending = self._record_gap(pending, *gaps.popleft())
         if pending is not None:
-            self._record_block(pending, end=end)  # it lasted until the stop: no beat came after it
-        elif end - beat >= trigger:  # a block that ended just before the stop, unseen
-            self._record_block(_Pending(beat, _EMPTY_STACK, None), end=end)
+            self._record_gap(pending, pending.beat, end)  # it lasted until the stop
+        elif end - beat >= trigger:  # a gap that ended just before the stop, unseen
+            self._record_gap(None, beat, end)
+        self.entry_frame = None
 
     def _record_gap(self, pending: _Pending | None, start: float, end: float) -> _Pending | None:
+        """Record the gap from ``start`` to ``end`` if it was seen blocked; return what is still pending."""
         if pending is not None and pending.beat == start:
-            self._record_block(pending, end)
+            if pending.stack:
+                self._record_block(pending, end)
+            elif not pending.idle:
+                logger.debug("asyncbridge: a %.3f s gap ended while it was being sampled", end - start)
             return None
-        self._record_block(_Pending(start, _EMPTY_STACK, None), end)  # over before we could look
+        logger.debug("asyncbridge: a %.3f s gap between heartbeats was not seen in progress", end - start)
         return pending
 
     def _sample(self, beat: float) -> _Pending:
         frame = sys._current_frames().get(self.thread_id)  # pyright: ignore[reportPrivateUsage]
+        if frame is None:
+            return _Pending(beat)
+        innermost = frame
         frames: list[FrameType] = []
         where: list[tuple[str, int, str]] = []
         while frame is not None and len(frames) < MAX_FRAMES:
@@ -187,7 +245,9 @@ class _Session:
             where.append((code.co_filename, frame.f_lineno or code.co_firstlineno, code.co_name))
             frame = frame.f_back
         if self.beat != beat:  # the block ended while we looked: what we saw may be what came after
-            return _Pending(beat, _EMPTY_STACK, None)
+            return _Pending(beat)
+        if self._idle(innermost, frames):
+            return _Pending(beat, idle=True)
         try:
             task_name = self.task_namer(frames) if frames else None
         except Exception:  # task bookkeeping read from another thread: best effort
@@ -195,6 +255,15 @@ class _Session:
         frames.clear()
         where.reverse()
         return _Pending(beat, frame_summaries(where, lookup_lines=True), task_name)
+
+    def _idle(self, innermost: FrameType, frames: list[FrameType]) -> bool:
+        entry = self.entry_frame
+        if self.trio:
+            return entry is not None and not any(f is entry for f in frames)
+        if innermost is entry:
+            return True
+        code = innermost.f_code
+        return any(code.co_name == name and code.co_filename.endswith(suffix) for suffix, name in _IDLE_FRAMES)
 
     def _record_block(self, pending: _Pending, end: float) -> None:
         start = pending.beat + self.interval / 2  # it began within the interval after that beat
@@ -346,9 +415,9 @@ class BlockingDetector:
         except RuntimeError:
             loop = None
         if loop is not None:
-            self._session = self._start_asyncio(loop)
+            self._session = self._start_asyncio(loop, _entry_frame(sys._getframe()))
         elif _in_trio():
-            self._session = self._start_trio()
+            self._session = self._start_trio(_entry_frame(sys._getframe()))
         else:
             raise RuntimeError("BlockingDetector must be entered in a running asyncio (or uvloop) or trio program")
         return self
@@ -375,7 +444,7 @@ class BlockingDetector:
         """Start watching ``loop``, which this thread is about to run. Sync, for loop hooks."""
         if self._session is not None:
             raise RuntimeError("this BlockingDetector is already active")
-        self._session = self._start_asyncio(loop)
+        self._session = self._start_asyncio(loop, sys._getframe(1))  # the hook runs the loop in C (uvloop)
 
     def _detach(self) -> None:
         """Stop watching, once the loop has stopped running; wait for the watchdog."""
@@ -399,20 +468,24 @@ class BlockingDetector:
             record=session.calls.append,  # the watchdog takes them from there
             task_name=task_name,
             thread_name=session.thread_name,
+            run_frame=session.entry_frame if session.trio else None,
         )
 
-    def _start_asyncio(self, loop: asyncio.AbstractEventLoop) -> _Session:
+    def _start_asyncio(self, loop: asyncio.AbstractEventLoop, entry: FrameType | None) -> _Session:
         session = _Session(self, lambda frames: _asyncio_task_name(loop))
+        session.entry_frame = entry
         session.loop = loop
         session.stop_heartbeat = _AsyncioHeartbeat(session, loop).cancel
         session.start(self._strict_state(session, lambda: _asyncio_task_name(loop)))
         return session
 
-    def _start_trio(self) -> _Session:
+    def _start_trio(self, entry: FrameType | None) -> _Session:
         import trio
 
         root = trio.lowlevel.current_root_task()
         session = _Session(self, lambda frames: None if root is None else _trio_task_name(root, frames))
+        session.entry_frame = entry
+        session.trio = True
         scope = trio.CancelScope()
         interval = session.interval
 
@@ -420,8 +493,8 @@ class BlockingDetector:
             sleep, tick = trio.sleep, session.tick
             with scope:
                 while True:
+                    tick()  # first thing: if the loop blocked before this task first ran, that gap ends now
                     await sleep(interval)
-                    tick()
 
         trio.lowlevel.spawn_system_task(heartbeat, name="asyncbridge-heartbeat")
         session.stop_heartbeat = scope.cancel

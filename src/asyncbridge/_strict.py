@@ -26,6 +26,7 @@ from __future__ import annotations
 import _thread
 import contextlib
 import fnmatch
+import functools
 import importlib
 import ipaddress
 import logging
@@ -107,7 +108,20 @@ def _getnameinfo_cannot_block(sockaddr: object = None, flags: int = 0) -> bool:
 
 def _fd_cannot_block(fd: int) -> bool:
     get_blocking = getattr(os, "get_blocking", None)  # not on Windows before 3.12
-    return get_blocking is not None and not get_blocking(fd)
+    if get_blocking is not None and not get_blocking(fd):
+        return True
+    # /dev/null never blocks (pytest's logging plugin writes every record there).
+    stat = os.fstat(fd)
+    return (stat.st_dev, stat.st_ino) == _devnull()
+
+
+@functools.lru_cache(maxsize=1)
+def _devnull() -> tuple[int, int]:
+    try:
+        stat = os.stat(os.devnull)
+    except OSError:
+        return (-1, -1)
+    return (stat.st_dev, stat.st_ino)
 
 
 def _file_fd(file: Any) -> int | None:
@@ -129,7 +143,20 @@ def _terminal_or_stdio(fd: int) -> bool:
     return fd in (1, 2) or os.isatty(fd)
 
 
+def _is_stdio(file: object) -> bool:
+    """Is ``file`` sys.stdout or sys.stderr (as replaced by pytest's capture, say), or a layer of them?"""
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        layer: object = stream
+        while layer is not None:
+            if layer is file:
+                return True
+            layer = getattr(layer, "buffer", None) or getattr(layer, "raw", None)
+    return False
+
+
 def _file_write_cannot_block(file: Any, *args: object, **kwargs: object) -> bool:
+    if _is_stdio(file):
+        return True
     fd = _file_fd(file)
     return fd is None or _terminal_or_stdio(fd) or _fd_cannot_block(fd)
 
@@ -220,9 +247,12 @@ _SHORT_LOCKS: tuple[tuple[str, frozenset[str]], ...] = (
 # Reading source files for tracebacks and imports happens everywhere, and once.
 _IMPORTS_AND_TRACEBACKS = _any("_frozen_importlib", "_frozen_importlib_external", "importlib", "linecache", "zipimport")
 
+# Starting a process waits for its exec through a pipe, briefly; asyncio does it on the loop.
+_POPEN_START: tuple[tuple[str, frozenset[str]], ...] = (("subprocess", frozenset({"_execute_child"})),)
+
 _SOCKET_WHEN = "unless the socket is non-blocking"
-_READ_WHEN = "unless the file is in memory or its descriptor is non-blocking"
-_WRITE_WHEN = "unless the file is in memory, stdout, stderr or a terminal, or its descriptor is non-blocking"
+_READ_WHEN = "unless the file is in memory, /dev/null, or its descriptor is non-blocking"
+_WRITE_WHEN = "unless the file is in memory, stdout, stderr, a terminal or /dev/null, or its descriptor is non-blocking"
 
 
 def _socket_rules(target: str, methods: Iterable[str], since: int = 1) -> list[Rule]:
@@ -262,9 +292,10 @@ RULES: tuple[Rule, ...] = (
     *_file_rules("io.TextIOWrapper", ("read", "readline"), ("write",)),
     Rule("io.IOBase.readlines", "_io._IOBase", "readlines", _file_read_cannot_block, _READ_WHEN,
          _IMPORTS_AND_TRACEBACKS),
-    Rule("os.read", "os", "read", _os_read_cannot_block, "unless the descriptor is non-blocking"),
+    Rule("os.read", "os", "read", _os_read_cannot_block, "unless the descriptor is non-blocking or /dev/null",
+         _POPEN_START),
     Rule("os.write", "os", "write", _os_write_cannot_block,
-         "unless the descriptor is stdout, stderr, a terminal or non-blocking"),
+         "unless the descriptor is stdout, stderr, a terminal, /dev/null or non-blocking"),
     Rule("builtins.input", "builtins", "input"),
     Rule("threading.Lock.acquire", "_thread.LockType", "acquire", _lock_acquire_cannot_block,
          "unless blocking=False, timeout=0, or the lock is free", _SHORT_LOCKS),
@@ -273,11 +304,12 @@ RULES: tuple[Rule, ...] = (
     Rule("threading.Thread.join", "threading.Thread", "join", _join_cannot_block,
          "unless timeout=0 or the thread has finished"),
     Rule("subprocess.Popen.wait", "subprocess.Popen", "wait", _wait_cannot_block,
-         "unless timeout=0 or the process has been reaped"),
+         "unless timeout=0 or the process has been reaped",
+         (("trio._subprocess", frozenset({"wait"})),)),  # reaps a child its pidfd says has exited
     Rule("subprocess.Popen.communicate", "subprocess.Popen", "communicate", _communicate_cannot_block,
          "unless the process has been reaped and has no pipes"),
     Rule("os.waitpid", "os", "waitpid", _waitpid_cannot_block, "unless options has WNOHANG",
-         _any("asyncio.unix_events")),  # the pidfd child watcher reaps a child that already exited
+         (*_any("asyncio.unix_events"), *_POPEN_START)),  # the pidfd watcher reaps a child that exited
     *[Rule(f"sqlite3.Connection.{m}", "sqlite3.Connection", m)
       for m in ("execute", "executemany", "executescript", "commit", "rollback")],
     *[Rule(f"sqlite3.Cursor.{m}", "sqlite3.Cursor", m)
@@ -352,11 +384,17 @@ class StrictState:
     record: Callable[[BlockingEvent], None]
     task_name: Callable[[], str | None]
     thread_name: str
+    # For trio: the run's unrolled_run frame. Calls made outside it are not the run's
+    # (in guest mode the same thread also runs the host loop, and waits there).
+    run_frame: FrameType | None = None
     matched: set[str] = field(default_factory=set[str])
 
     def allowed(self, rule: Rule, frames: list[FrameType]) -> bool:
         if rule.since > self.version:
             return True  # not a rule of the version this detector asked for
+        run_frame = self.run_frame
+        if run_frame is not None and not any(f is run_frame for f in frames):
+            return True  # not made by the watched run: trio's host loop, in guest mode
         for allow in self.allow:
             if allow.allows(rule) and any(_frame_matches(allow.module, allow.function, f) for f in frames):
                 self.matched.add(allow.text)
@@ -573,8 +611,13 @@ def _unpatch_all() -> None:
 
 def format_rules(version: int = LATEST_VERSION) -> str:
     """Return the rule set ``version`` as a Markdown table (what docs/detector.md shows)."""
-    lines = ["| rule | since | fires |", "|---|---|---|"]
-    lines += [f"| `{rule.name}` | {rule.since} | {rule.when} |" for rule in rules_for(version)]
+    lines = ["| rule | since | fires | never under (built-in allow rules) |", "|---|---|---|---|"]
+    for rule in rules_for(version):
+        under = ", ".join(
+            f"`{module}`" if not functions else f"`{module}:{'/'.join(sorted(functions))}`"
+            for module, functions in rule.allowed_in
+        )
+        lines.append(f"| `{rule.name}` | {rule.since} | {rule.when} | {under} |")
     return "\n".join(lines)
 
 

@@ -1,0 +1,428 @@
+"""BlockingDetector: every block found once, measured to its end, with the line that blocked."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+import asyncbridge
+from _detector_blockers import NAP_LINE, SPIN_LINES, nap, spin
+from asyncbridge import BlockingDetector, BlockingEvent
+from asyncbridge._detector import _Session
+
+pytestmark = pytest.mark.anyio
+
+THRESHOLD = 0.05
+BLOCK = 0.3  # six times the threshold: reported whatever the machine's load
+
+
+def assert_duration(event: BlockingEvent, real: float, detector: BlockingDetector) -> None:
+    tolerance = 0.1 * real + detector.heartbeat_interval
+    assert abs(event.duration - real) <= tolerance, (event.duration, real, tolerance)
+
+
+def here() -> int:
+    """The line number of the caller's next line."""
+    return sys._getframe(1).f_lineno + 1
+
+
+async def wait_for_events(detector: BlockingDetector, count: int) -> None:
+    with anyio.fail_after(10):
+        while len(detector.events) < count:
+            await anyio.sleep(0.005)
+
+
+def watchdogs() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "asyncbridge-watchdog"]
+
+
+async def test_sleep_block_is_reported_once_with_duration_line_and_task() -> None:
+    """A time.sleep block is one event: its duration, this line, innermost last, the task, the start."""
+    async with BlockingDetector(THRESHOLD) as detector:
+        await anyio.lowlevel.checkpoint()
+        task_name = anyio.get_current_task().name
+        started, t0 = time.time(), time.monotonic()
+        line = here()
+        time.sleep(BLOCK)
+        real = time.monotonic() - t0
+        await wait_for_events(detector, 1)
+        await anyio.sleep(2 * THRESHOLD)  # room for a wrong second event to show up
+    assert len(detector.events) == 1
+    event = detector.events[0]
+    assert_duration(event, real, detector)
+    innermost = event.stack[-1]
+    assert (innermost.filename, innermost.lineno, innermost.name) == (
+        __file__,
+        line,
+        "test_sleep_block_is_reported_once_with_duration_line_and_task",
+    )
+    assert innermost.line == "time.sleep(BLOCK)"
+    assert event.site is innermost
+    assert event.call is None
+    assert event.task_name == task_name
+    assert event.thread_name == threading.current_thread().name
+    assert abs(event.started_at - started) <= 0.1 * real + detector.heartbeat_interval
+
+
+async def test_cpu_loop_is_reported_naming_the_loop_line() -> None:
+    """A CPU-bound loop (holding the GIL) is one event naming the function and line of the loop."""
+    async with BlockingDetector(THRESHOLD) as detector:
+        await anyio.lowlevel.checkpoint()
+        t0 = time.monotonic()
+        spin(BLOCK)
+        real = time.monotonic() - t0
+    assert len(detector.events) == 1
+    event = detector.events[0]
+    assert_duration(event, real, detector)
+    assert event.site is not None
+    assert (event.site.name, event.site.filename) == ("spin", spin.__code__.co_filename)
+    assert event.site.lineno in SPIN_LINES
+    assert [frame.name for frame in event.stack[-2:]] == ["test_cpu_loop_is_reported_naming_the_loop_line", "spin"]
+
+
+async def test_consecutive_blocks_are_each_reported_once_in_order() -> None:
+    """Blocks of several lengths, one after another, give one event each, each measured."""
+    lengths = [0.12, 0.3, 0.2]
+    reals: list[float] = []
+    async with BlockingDetector(THRESHOLD) as detector:
+        for count, length in enumerate(lengths, 1):
+            t0 = time.monotonic()
+            nap(length)
+            reals.append(time.monotonic() - t0)
+            await wait_for_events(detector, count)
+        await anyio.sleep(2 * THRESHOLD)
+    assert len(detector.events) == len(lengths)
+    for event, real in zip(detector.events, reals, strict=True):
+        assert_duration(event, real, detector)
+        assert event.site is not None
+        assert (event.site.name, event.site.lineno) == ("nap", NAP_LINE)
+
+
+async def test_block_just_before_exit_is_recorded_by_the_time_exit_returns() -> None:
+    """A block that ends right before __aexit__ is in events when async with is done, measured."""
+    async with BlockingDetector(THRESHOLD) as detector:
+        await anyio.lowlevel.checkpoint()
+        t0 = time.monotonic()
+        nap(BLOCK)
+        real = time.monotonic() - t0
+    assert len(detector.events) == 1
+    assert_duration(detector.events[0], real, detector)
+
+
+async def test_busy_cooperative_workload_reports_nothing() -> None:
+    """Two thousand tasks that yield often keep the loop busy but never blocked: no event.
+
+    One loop iteration (a step of every task) takes about 10 ms here; the
+    threshold leaves room for a loaded machine not running the process for a while.
+    """
+    done = 0
+
+    async def worker() -> None:
+        nonlocal done
+        for _ in range(20):
+            await anyio.lowlevel.checkpoint()
+        done += 1
+
+    async with BlockingDetector(0.25) as detector, anyio.create_task_group() as tg:
+        for n in range(2000):
+            tg.start_soon(worker)
+            if n % 100 == 0:
+                await anyio.lowlevel.checkpoint()  # spawning thousands at once would itself block
+    assert done == 2000
+    assert detector.events == []
+
+
+async def test_work_in_worker_threads_is_not_reported() -> None:
+    """Blocking calls and CPU loops sent to threads (asyncbridge's and anyio's) leave the loop free."""
+    async with BlockingDetector(THRESHOLD) as detector:
+        await asyncbridge.to_thread(nap, BLOCK)
+        await anyio.to_thread.run_sync(spin, BLOCK)
+        await asyncbridge.async_wrap(spin)(BLOCK)
+    assert detector.events == []
+
+
+async def test_task_name_is_the_blocking_task() -> None:
+    """The event names the task that blocked, not the one that entered the detector."""
+
+    async def blocker() -> None:
+        nap(BLOCK)
+
+    async with BlockingDetector(THRESHOLD) as detector, anyio.create_task_group() as tg:
+        tg.start_soon(blocker, name="the-blocker")
+    assert [event.task_name for event in detector.events] == ["the-blocker"]
+
+
+async def test_on_block_gets_each_event_in_the_watchdog_thread() -> None:
+    """on_block receives the recorded event, called from the watchdog thread, not the loop's."""
+    seen: list[tuple[BlockingEvent, str]] = []
+    loop_thread = threading.current_thread().name
+    async with BlockingDetector(THRESHOLD, on_block=lambda e: seen.append((e, threading.current_thread().name))) as d:
+        nap(BLOCK)
+    assert [event for event, _ in seen] == d.events
+    assert len(seen) == 1
+    assert seen[0][1] == "asyncbridge-watchdog" != loop_thread
+
+
+async def test_on_block_exception_is_logged_and_detection_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    """An exception in on_block is logged with its traceback; later blocks are still recorded."""
+    calls: list[BlockingEvent] = []
+
+    def on_block(event: BlockingEvent) -> None:
+        calls.append(event)
+        raise ValueError("callback bug")
+
+    with caplog.at_level(logging.ERROR, logger="asyncbridge.blocking"):
+        async with BlockingDetector(THRESHOLD, on_block=on_block) as detector:
+            nap(0.15)
+            await wait_for_events(detector, 1)
+            nap(0.15)
+    assert len(detector.events) == len(calls) == 2
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 2
+    assert "on_block callback" in errors[0].getMessage()
+    assert errors[0].exc_info is not None
+    assert isinstance(errors[0].exc_info[1], ValueError)
+
+
+async def test_event_is_logged_at_warning_as_a_short_report(caplog: pytest.LogCaptureFixture) -> None:
+    """Each event is logged on asyncbridge.blocking at WARNING: duration, task, the line, frames above."""
+    with caplog.at_level(logging.WARNING, logger="asyncbridge.blocking"):
+        async with BlockingDetector(THRESHOLD) as detector:
+            nap(BLOCK)
+    [record] = [r for r in caplog.records if r.name == "asyncbridge.blocking"]
+    assert record.levelno == logging.WARNING
+    message = record.getMessage()
+    assert message == detector.events[0].format()
+    assert message.startswith("event loop blocked for 0.")
+    assert f"at nap ({nap.__code__.co_filename}:{NAP_LINE})" in message
+    assert "time.sleep(seconds)" in message
+    assert "test_event_is_logged_at_warning_as_a_short_report" in message  # a frame above
+
+
+async def test_nested_detectors_each_see_the_blocks_in_their_scope() -> None:
+    """An inner detector reports its block; the outer reports it too, and its own later block."""
+    async with BlockingDetector(THRESHOLD) as outer:
+        async with BlockingDetector(THRESHOLD) as inner:
+            nap(BLOCK)
+        # Two blocks with no heartbeat between them would be one block of both lengths.
+        await wait_for_events(outer, 1)
+        spin(BLOCK)
+    assert [e.site.name for e in inner.events if e.site] == ["nap"]
+    assert [e.site.name for e in outer.events if e.site] == ["nap", "spin"]
+    assert len(inner.events) == 1
+    assert len(outer.events) == 2
+
+
+async def test_repeated_detectors_see_only_their_own_blocks() -> None:
+    """Detectors used one after another do not see each other's blocks, nor blocks in between."""
+    async with BlockingDetector(THRESHOLD) as first:
+        nap(BLOCK)
+    spin(BLOCK)  # watched by nobody
+    async with BlockingDetector(THRESHOLD) as second:
+        await anyio.sleep(THRESHOLD)
+    async with BlockingDetector(THRESHOLD) as third:
+        spin(BLOCK)
+    assert [e.site.name for e in first.events if e.site] == ["nap"]
+    assert second.events == []
+    assert [e.site.name for e in third.events if e.site] == ["spin"]
+
+
+async def test_detector_can_be_entered_again_and_keeps_its_events() -> None:
+    """One detector used twice in sequence accumulates the events of both uses."""
+    detector = BlockingDetector(THRESHOLD)
+    async with detector:
+        nap(0.15)
+    async with detector:
+        nap(0.15)
+    assert len(detector.events) == 2
+
+
+async def test_entering_an_active_detector_raises() -> None:
+    """Entering a detector that is already active is a RuntimeError telling to create another."""
+    async with BlockingDetector(THRESHOLD) as detector:
+        with pytest.raises(RuntimeError, match="already active; to nest detectors, create another one"):
+            await detector.__aenter__()
+
+
+async def test_watchdog_thread_ends_after_exit() -> None:
+    """Leaving the detector stops its watchdog thread (exit never joins it on the loop thread)."""
+    before = len(watchdogs())
+    async with BlockingDetector(THRESHOLD):
+        assert len(watchdogs()) == before + 1
+    with anyio.fail_after(5):
+        while len(watchdogs()) > before:  # it has reported; it is returning from its run()
+            await anyio.sleep(0.001)
+
+
+def test_detectors_on_several_loops_in_several_threads_do_not_interfere() -> None:
+    """asyncio, uvloop and trio loops in three threads, all blocking at once: each reports its own."""
+    backends: list[tuple[str, dict[str, Any]]] = [("asyncio", {}), ("asyncio", {"use_uvloop": True}), ("trio", {})]
+    barrier = threading.Barrier(len(backends))
+    results: dict[str, list[BlockingEvent]] = {}
+    errors: list[BaseException] = []
+
+    async def watched(name: str) -> None:
+        async with BlockingDetector(THRESHOLD) as detector:
+            await anyio.to_thread.run_sync(barrier.wait)
+            # Each thread blocks in its own way, at the same time as the others.
+            {"asyncio": nap, "uvloop": spin, "trio": nap}[name](BLOCK)
+            await anyio.to_thread.run_sync(barrier.wait)
+            for _ in range(20):
+                await anyio.sleep(0.005)
+        results[name] = detector.events
+
+    def run(name: str, backend: str, options: dict[str, Any]) -> None:
+        try:
+            anyio.run(watched, name, backend=backend, backend_options=options)
+        except BaseException as exc:  # reported by the main thread below
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=run, args=(name, backend, options), name=f"loop-{name}")
+        for name, (backend, options) in zip(["asyncio", "uvloop", "trio"], backends, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    for name in ["asyncio", "uvloop", "trio"]:
+        events = results[name]
+        assert len(events) == 1, (name, events)
+        assert events[0].thread_name == f"loop-{name}"
+        assert events[0].site is not None
+        assert events[0].site.name == ("spin" if name == "uvloop" else "nap")
+
+
+def test_gap_the_watchdog_never_saw_in_progress_is_not_reported(caplog: pytest.LogCaptureFixture) -> None:
+    """A late beat the watchdog did not see blocked (GIL held elsewhere, or too short) is only logged at DEBUG."""
+    detector = BlockingDetector(THRESHOLD)
+    session = _Session(detector, lambda frames: None)
+    session.beat -= 1.0  # the last beat was a second ago...
+    session.tick()  # ...and the heartbeat is only now back
+    with caplog.at_level(logging.DEBUG, logger="asyncbridge.blocking"):
+        session.start(None)
+        session.stop()
+        session.join()
+    assert detector.events == []
+    assert "gap between heartbeats was not seen in progress" in caplog.text
+
+
+async def test_loop_waiting_for_the_gil_held_by_another_thread_is_not_reported() -> None:
+    """An idle loop made late by a thread hogging the GIL (a FastAPI def endpoint) is not blocked."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(0.1)  # the GIL changes hands at most every 100 ms: the heartbeat is late
+    try:
+        async with BlockingDetector(THRESHOLD) as detector:
+            await anyio.to_thread.run_sync(spin, 1.0)
+    finally:
+        sys.setswitchinterval(previous)
+    assert detector.events == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"threshold": "0.1"}, TypeError, "threshold must be a number of seconds, got '0.1'"),
+        ({"threshold": True}, TypeError, "threshold must be a number of seconds, got True"),
+        ({"threshold": 0}, ValueError, "threshold must be a positive, finite number of seconds, got 0"),
+        ({"threshold": -1.0}, ValueError, "got -1.0"),
+        ({"threshold": float("inf")}, ValueError, "got inf"),
+        ({"threshold": float("nan")}, ValueError, "got nan"),
+        ({"on_block": 3}, TypeError, "on_block must be a callable taking a BlockingEvent, got 3"),
+        ({"strict": "loud"}, ValueError, "strict must be False, True, 'report' or 'raise', got 'loud'"),
+        ({"allow": ["mymodule"]}, ValueError, "allow rules only apply to strict mode"),
+        ({"strict": True, "allow": [3]}, TypeError, "allow rules are strings"),
+        ({"strict": True, "allow": ["not a module"]}, ValueError, "is not of the form [CALL@]MODULE[:FUNCTION]"),
+        ({"strict": True, "strict_rules": 99}, ValueError, "strict_rules=99 is not a known rule set"),
+        ({"strict": True, "strict_rules": "1"}, TypeError, "strict_rules must be an int"),
+    ],
+)
+def test_bad_arguments_raise_builtin_errors_saying_what_was_wrong(
+    kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    """Wrong arguments raise TypeError or ValueError naming the argument and the value."""
+    with pytest.raises(error) as info:
+        BlockingDetector(**kwargs)
+    assert message in str(info.value)
+
+
+def test_entering_outside_an_event_loop_raises() -> None:
+    """Entering the detector with no running asyncio loop or trio run is a RuntimeError."""
+    coro = BlockingDetector().__aenter__()
+    with pytest.raises(RuntimeError, match="must be entered in a running asyncio"):
+        coro.send(None)
+
+
+def test_properties_and_repr() -> None:
+    """threshold, heartbeat_interval (a quarter of it) and repr tell the configuration."""
+    detector = BlockingDetector(0.2, strict="raise")
+    assert detector.threshold == 0.2
+    assert detector.heartbeat_interval == pytest.approx(0.05)
+    assert repr(detector) == "<BlockingDetector threshold=0.2 strict='raise' inactive, 0 events>"
+    assert BlockingDetector(0.0001).heartbeat_interval == 0.001  # never more than 1000 beats a second
+
+
+def _stack(*frames: tuple[str, int, str]) -> traceback.StackSummary:
+    return traceback.StackSummary.from_list(
+        [traceback.FrameSummary(f, n, name, lookup_line=False, line=f"line {n}") for f, n, name in frames]
+    )
+
+
+def test_site_is_the_innermost_frame_of_your_own_code() -> None:
+    """The site skips standard library and installed package frames, falling back to them."""
+    stdlib = traceback.__file__
+    package = anyio.__file__
+    mine = __file__
+    event = BlockingEvent(0.2, _stack((mine, 1, "handler"), (package, 2, "lib"), (stdlib, 3, "recv")), "t", 0.0)
+    assert event.site is not None
+    assert event.site.name == "handler"
+    event = BlockingEvent(0.2, _stack((stdlib, 1, "outer"), (package, 2, "lib"), (stdlib, 3, "recv")), "t", 0.0)
+    assert event.site is not None
+    assert event.site.name == "lib"
+    event = BlockingEvent(0.2, _stack((stdlib, 1, "outer"), (stdlib, 3, "recv")), "t", 0.0)
+    assert event.site is not None
+    assert event.site.name == "recv"
+
+
+def test_report_shows_a_few_frames_above_the_site_and_elides_long_stacks() -> None:
+    """The report shows the site's callers (three) and everything below it, eliding the middle."""
+    frames = [(__file__, n, f"f{n}") for n in range(1, 30)]
+    event = BlockingEvent(0.25, _stack(*frames), None, 0.0, thread_name="worker-loop")
+    report = event.format()
+    assert report.splitlines()[0] == "event loop blocked for 0.250 s (thread 'worker-loop')"
+    assert report.splitlines()[1] == f"  at f29 ({__file__}:29)"
+    assert "in f26" in report
+    assert "in f25" not in report
+    short = BlockingEvent(0.25, _stack(*frames[:5]), "main", 0.0).format()
+    assert "more frames" not in short
+    assert "in f2" in short
+    assert "in f1" not in short
+    assert "in task 'main'" in short
+
+
+def test_report_of_strict_mode_calls() -> None:
+    """A strict-mode event reads as a blocking call, timed, or refused when strict mode raised."""
+    stack = _stack((__file__, 7, "handler"))
+    assert (
+        BlockingEvent(0.5, stack, "t", 0.0, call="time.sleep")
+        .format()
+        .startswith("blocking call time.sleep() on the event loop thread took 0.500 s in task 't'")
+    )
+    assert (
+        BlockingEvent(0.0, stack, None, 0.0, call="time.sleep")
+        .format()
+        .startswith("blocking call time.sleep() refused on the event loop thread")
+    )
+    assert (
+        str(BlockingEvent(0.0, stack, None, 0.0, call="os.read"))
+        == BlockingEvent(0.0, stack, None, 0.0, call="os.read").format()
+    )
