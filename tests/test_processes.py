@@ -268,6 +268,24 @@ async def test_statistics_show_running_queued_and_totals() -> None:
         assert stats.max_wait_time > 0
 
 
+@pytest.mark.anyio
+async def test_large_arguments_and_results_cross_intact() -> None:
+    """Arguments and results far larger than a pipe holds cross intact, several at once, without
+    blocking the event loop while a worker reads them."""
+    payloads = [os.urandom(3_000_000 + i) for i in range(4)]
+    async with ProcessExecutor(2) as executor:
+        results: list[object] = [None] * len(payloads)
+
+        async def round_trip(i: int) -> None:
+            results[i] = await executor.run(helpers.return_argument, payloads[i])
+
+        async with anyio.create_task_group() as tg:
+            for i in range(len(payloads)):
+                tg.start_soon(round_trip, i)
+        assert results == payloads
+        assert await executor.run(helpers.add, 1) == 1
+
+
 # -- exceptions ------------------------------------------------------------------------------
 
 
