@@ -67,7 +67,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 DEFAULT_IDLE_TIMEOUT = 300.0  # seconds; the same as anyio's to_process. Not tuned
-MAX_START_FAILURES = 3  # failed starts in a row before calls fail fast; a guess, like pebble's
+MAX_START_FAILURES = 3  # failed starts in a row before calls fail fast; a guess
 START_RETRY_DELAY = 1.0  # seconds between start attempts once starts keep failing; arbitrary
 STOP_GRACE = 10.0  # seconds a worker asked to exit may take before it is killed; arbitrary
 
@@ -156,12 +156,13 @@ def _dumps(obj: object, pieces: Callable[[], list[tuple[str, object]]], fn: obje
             error = exc
         else:
             return data
-    if error is None:
+    elif by_value:
         raise pickle.PicklingError(
             f"cannot send the function {_describe_function(fn)} to a worker process: it was defined in "
             "an interactive session, so a worker cannot import it by name; define it in a module, "
             "or install cloudpickle (pip install cloudpickle) to send it by value"
         )
+    assert error is not None
     raise _pickling_error(pieces(), error, cloudpickle) from error
 
 
