@@ -437,6 +437,7 @@ class Section:
     markdown: list[str] = field(default_factory=list)  # extra free-form blocks (e.g. detection matrix)
     checks: list[Check] = field(default_factory=list)
     seconds: float = 0.0
+    others: float | None = None  # share of the CPUs other processes used meanwhile
 
     def to_markdown(self) -> str:
         parts = [f"## {self.title}", ""]
@@ -444,7 +445,12 @@ class Section:
             parts += [self.intro, ""]
         parts += [t.to_markdown() for t in self.tables]
         parts += self.markdown
-        parts.append(f"_Scenario time: {self.seconds:.0f} s._\n")
+        busy = ""
+        if self.others is not None:
+            busy = f" Other processes used {100 * self.others:.0f}% of the CPUs meanwhile."
+            if self.others > 0.1:
+                busy += " Treat its numbers with care; CPU-bound ones (speedups) most of all."
+        parts.append(f"_Scenario time: {self.seconds:.0f} s.{busy}_\n")
         return "\n".join(parts)
 
 
@@ -624,7 +630,8 @@ def summary_table(sections: Sequence[Section]) -> str:
             peers = [r for r in rows if not r.name.startswith("asyncbridge") and not r.reference]
             pick = min if table.better == "lower" else max
             best = pick(peers, key=lambda r: Stats.of(r.values(table.metric)).median, default=None)
-            ref = next((r for r in rows if r.reference), None)
+            refs = [r for r in rows if r.reference]
+            ref = pick(refs, key=lambda r: Stats.of(r.values(table.metric)).median, default=None)
 
             base_row = next((r for r in rows if r.name == base), None)
             cells = [_cell(table, ours), _cell(table, base_row, ratio=False), _cell(table, best), _cell(table, ref)]
@@ -642,6 +649,7 @@ def report_json(sections: Sequence[Section], info: Mapping[str, Any], command: s
                 "name": s.name,
                 "title": s.title,
                 "seconds": s.seconds,
+                "cpu_used_elsewhere": s.others,
                 "tables": [t.to_json() for t in s.tables],
                 "markdown": s.markdown,
             }

@@ -155,12 +155,14 @@ def main(argv: list[str]) -> int:
     sections: list[Section] = []
     started = time.perf_counter()
     for name in names:
-        t0 = time.perf_counter()
         cfg.progress(f"== {SCENARIOS[name].TITLE}")
         if args.wait_idle > 0:
             wait_for_quiet(args.wait_idle, cfg.progress)
+        t0 = time.perf_counter()
+        scenario_watch = CpuWatch()
         section: Section = SCENARIOS[name].run(cfg)
         section.seconds = time.perf_counter() - t0
+        section.others = scenario_watch.shares()["others"]
         sections.append(section)
         print(section.to_markdown(), flush=True)
     total = time.perf_counter() - started
