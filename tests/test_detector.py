@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import selectors
+import socket
 import sys
 import threading
 import time
@@ -18,7 +20,8 @@ from _detector_blockers import NAP_LINE, SPIN_LINES, nap, spin
 from asyncbridge import BlockingDetector, BlockingEvent
 from asyncbridge._detector import _Session
 
-pytestmark = pytest.mark.anyio
+# These tests block their loop on purpose, each under its own detector.
+pytestmark = [pytest.mark.anyio, pytest.mark.blocking_detector(enabled=False)]
 
 THRESHOLD = 0.05
 BLOCK = 0.3  # six times the threshold: reported whatever the machine's load
@@ -314,6 +317,18 @@ def test_gap_the_watchdog_never_saw_in_progress_is_not_reported(caplog: pytest.L
         session.join()
     assert detector.events == []
     assert "gap between heartbeats was not seen in progress" in caplog.text
+
+
+async def test_a_coroutine_waiting_in_its_own_selector_is_blocked_not_idle() -> None:
+    """A selector wait made by a coroutine is a block, unlike the loop's own wait for I/O."""
+    a, b = socket.socketpair()
+    with a, b, selectors.DefaultSelector() as selector:
+        selector.register(a, selectors.EVENT_READ)
+        async with BlockingDetector(THRESHOLD) as detector:
+            assert selector.select(BLOCK) == []
+    [event] = detector.events
+    assert event.site is not None
+    assert event.site.name == "test_a_coroutine_waiting_in_its_own_selector_is_blocked_not_idle"
 
 
 async def test_loop_waiting_for_the_gil_held_by_another_thread_is_not_reported() -> None:

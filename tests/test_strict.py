@@ -24,7 +24,8 @@ import asyncbridge
 from _detector_blockers import NAP_LINE, nap
 from asyncbridge import BlockingCallError, BlockingDetector, _strict
 
-pytestmark = pytest.mark.anyio
+# These tests make blocking calls on purpose, each under its own detector.
+pytestmark = [pytest.mark.anyio, pytest.mark.blocking_detector(enabled=False)]
 
 QUIET = 10.0  # a lag threshold no test reaches: these tests are about strict mode alone
 DOCS = Path(__file__).parent.parent / "docs" / "detector.md"

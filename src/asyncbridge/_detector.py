@@ -263,7 +263,17 @@ class _Session:
         if innermost is entry:
             return True
         code = innermost.f_code
-        return any(code.co_name == name and code.co_filename.endswith(suffix) for suffix, name in _IDLE_FRAMES)
+        if not any(code.co_name == name and code.co_filename.endswith(suffix) for suffix, name in _IDLE_FRAMES):
+            return False
+        # The loop's own wait, not a selector some coroutine uses: _run_once is just outside.
+        caller = innermost.f_back
+        for _ in range(2):
+            if caller is None:
+                return False
+            if caller.f_code.co_name == "_run_once" and caller.f_code.co_filename.endswith("base_events.py"):
+                return True
+            caller = caller.f_back
+        return False
 
     def _record_block(self, pending: _Pending, end: float) -> None:
         start = pending.beat + self.interval / 2  # it began within the interval after that beat

@@ -26,10 +26,9 @@ class BlockingEvent:
         duration: seconds the loop was blocked, measured to the end of the
             block. For a strict-mode event, how long the blocking call took
             (``0.0`` when strict mode raised instead of making the call).
-        stack: the loop thread's stack, taken while it was blocked, innermost
-            frame last, as :func:`traceback.extract_stack` gives it. Empty when
-            the block ended before it could be sampled (the loop thread held
-            the GIL for all of it, in a long C call).
+        stack: the loop thread's stack, taken while it was blocked (for a
+            strict-mode event, at the call), innermost frame last, as
+            :func:`traceback.extract_stack` gives it.
         task_name: the name of the task that was running (an asyncio task's
             ``get_name()``, a trio task's ``name``), or ``None`` when the loop
             was running a plain callback or the task could not be told.
