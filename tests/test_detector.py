@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -43,113 +44,165 @@ async def wait_for_events(detector: BlockingDetector, count: int) -> None:
             await anyio.sleep(0.005)
 
 
+async def on_a_quiet_try(attempt: Callable[[], Awaitable[None]], tries: int = 3) -> None:
+    """Run a timing-sensitive check up to ``tries`` times; pass on the first try that passes.
+
+    This machine is shared: any one try can be stalled by the operating system
+    for longer than a threshold. A detector that is wrong fails every try.
+    """
+    for n in range(1, tries + 1):
+        try:
+            await attempt()
+        except AssertionError:
+            if n == tries:
+                raise
+        else:
+            return
+
+
+def on_a_quiet_try_sync(attempt: Callable[[], None], tries: int = 3) -> None:
+    """The same, for a sync check."""
+    for n in range(1, tries + 1):
+        try:
+            attempt()
+        except AssertionError:
+            if n == tries:
+                raise
+        else:
+            return
+
+
 def watchdogs() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "asyncbridge-watchdog"]
 
 
 async def test_sleep_block_is_reported_once_with_duration_line_and_task() -> None:
     """A time.sleep block is one event: its duration, this line, innermost last, the task, the start."""
-    async with BlockingDetector(THRESHOLD) as detector:
-        await anyio.lowlevel.checkpoint()
-        task_name = anyio.get_current_task().name
-        started, t0 = time.time(), time.monotonic()
-        line = here()
-        time.sleep(BLOCK)
-        real = time.monotonic() - t0
-        await wait_for_events(detector, 1)
-        await anyio.sleep(2 * THRESHOLD)  # room for a wrong second event to show up
-    assert len(detector.events) == 1
-    event = detector.events[0]
-    assert_duration(event, real, detector)
-    innermost = event.stack[-1]
-    assert (innermost.filename, innermost.lineno, innermost.name) == (
-        __file__,
-        line,
-        "test_sleep_block_is_reported_once_with_duration_line_and_task",
-    )
-    assert innermost.line == "time.sleep(BLOCK)"
-    assert event.site is innermost
-    assert event.call is None
-    assert event.task_name == task_name
-    assert event.thread_name == threading.current_thread().name
-    assert abs(event.started_at - started) <= 0.1 * real + detector.heartbeat_interval
+
+    async def attempt() -> None:
+        async with BlockingDetector(THRESHOLD) as detector:
+            await anyio.lowlevel.checkpoint()
+            task_name = anyio.get_current_task().name
+            started, t0 = time.time(), time.monotonic()
+            line = here()
+            time.sleep(BLOCK)
+            real = time.monotonic() - t0
+            await wait_for_events(detector, 1)
+            await anyio.sleep(2 * THRESHOLD)  # room for a wrong second event to show up
+        assert len(detector.events) == 1
+        event = detector.events[0]
+        assert_duration(event, real, detector)
+        innermost = event.stack[-1]
+        assert (innermost.filename, innermost.lineno, innermost.name) == (
+            __file__,
+            line,
+            "attempt",
+        )
+        assert innermost.line == "time.sleep(BLOCK)"
+        assert event.site is innermost
+        assert event.call is None
+        assert event.task_name == task_name
+        assert event.thread_name == threading.current_thread().name
+        assert abs(event.started_at - started) <= 0.1 * real + detector.heartbeat_interval
+
+    await on_a_quiet_try(attempt)
 
 
 async def test_cpu_loop_is_reported_naming_the_loop_line() -> None:
     """A CPU-bound loop (holding the GIL) is one event naming the function and line of the loop."""
-    async with BlockingDetector(THRESHOLD) as detector:
-        await anyio.lowlevel.checkpoint()
-        t0 = time.monotonic()
-        spin(BLOCK)
-        real = time.monotonic() - t0
-    assert len(detector.events) == 1
-    event = detector.events[0]
-    assert_duration(event, real, detector)
-    assert event.site is not None
-    assert (event.site.name, event.site.filename) == ("spin", spin.__code__.co_filename)
-    assert event.site.lineno in SPIN_LINES
-    assert [frame.name for frame in event.stack[-2:]] == ["test_cpu_loop_is_reported_naming_the_loop_line", "spin"]
+
+    async def attempt() -> None:
+        async with BlockingDetector(THRESHOLD) as detector:
+            await anyio.lowlevel.checkpoint()
+            t0 = time.monotonic()
+            spin(BLOCK)
+            real = time.monotonic() - t0
+        assert len(detector.events) == 1
+        event = detector.events[0]
+        assert_duration(event, real, detector)
+        assert event.site is not None
+        assert (event.site.name, event.site.filename) == ("spin", spin.__code__.co_filename)
+        assert event.site.lineno in SPIN_LINES
+        assert [frame.name for frame in event.stack[-2:]] == ["attempt", "spin"]
+
+    await on_a_quiet_try(attempt)
 
 
 async def test_consecutive_blocks_are_each_reported_once_in_order() -> None:
     """Blocks of several lengths, one after another, give one event each, each measured."""
-    lengths = [0.12, 0.3, 0.2]
-    reals: list[float] = []
-    async with BlockingDetector(THRESHOLD) as detector:
-        for count, length in enumerate(lengths, 1):
-            t0 = time.monotonic()
-            nap(length)
-            reals.append(time.monotonic() - t0)
-            await wait_for_events(detector, count)
-        await anyio.sleep(2 * THRESHOLD)
-    assert len(detector.events) == len(lengths)
-    for event, real in zip(detector.events, reals, strict=True):
-        assert_duration(event, real, detector)
-        assert event.site is not None
-        assert (event.site.name, event.site.lineno) == ("nap", NAP_LINE)
+
+    async def attempt() -> None:
+        lengths = [0.12, 0.3, 0.2]
+        reals: list[float] = []
+        async with BlockingDetector(THRESHOLD) as detector:
+            for count, length in enumerate(lengths, 1):
+                t0 = time.monotonic()
+                nap(length)
+                reals.append(time.monotonic() - t0)
+                await wait_for_events(detector, count)
+            await anyio.sleep(2 * THRESHOLD)
+        assert len(detector.events) == len(lengths)
+        for event, real in zip(detector.events, reals, strict=True):
+            assert_duration(event, real, detector)
+            assert event.site is not None
+            assert (event.site.name, event.site.lineno) == ("nap", NAP_LINE)
+
+    await on_a_quiet_try(attempt)
 
 
 async def test_block_just_before_exit_is_recorded_by_the_time_exit_returns() -> None:
     """A block that ends right before __aexit__ is in events when async with is done, measured."""
-    async with BlockingDetector(THRESHOLD) as detector:
-        await anyio.lowlevel.checkpoint()
-        t0 = time.monotonic()
-        nap(BLOCK)
-        real = time.monotonic() - t0
-    assert len(detector.events) == 1
-    assert_duration(detector.events[0], real, detector)
+
+    async def attempt() -> None:
+        async with BlockingDetector(THRESHOLD) as detector:
+            await anyio.lowlevel.checkpoint()
+            t0 = time.monotonic()
+            nap(BLOCK)
+            real = time.monotonic() - t0
+        assert len(detector.events) == 1
+        assert_duration(detector.events[0], real, detector)
+
+    await on_a_quiet_try(attempt)
 
 
 async def test_busy_cooperative_workload_reports_nothing() -> None:
     """Two thousand tasks that yield often keep the loop busy but never blocked: no event.
 
-    One loop iteration (a step of every task) takes about 10 ms here; the
-    threshold leaves room for a loaded machine not running the process for a while.
+    One loop iteration (a step of every task) takes about 10 ms here, a tenth
+    of the default threshold used.
     """
-    done = 0
 
-    async def worker() -> None:
-        nonlocal done
-        for _ in range(20):
-            await anyio.lowlevel.checkpoint()
-        done += 1
+    async def attempt() -> None:
+        done = 0
 
-    async with BlockingDetector(0.25) as detector, anyio.create_task_group() as tg:
-        for n in range(2000):
-            tg.start_soon(worker)
-            if n % 100 == 0:
-                await anyio.lowlevel.checkpoint()  # spawning thousands at once would itself block
-    assert done == 2000
-    assert detector.events == []
+        async def worker() -> None:
+            nonlocal done
+            for _ in range(20):
+                await anyio.lowlevel.checkpoint()
+            done += 1
+
+        async with BlockingDetector() as detector, anyio.create_task_group() as tg:
+            for n in range(2000):
+                tg.start_soon(worker)
+                if n % 100 == 0:
+                    await anyio.lowlevel.checkpoint()  # spawning thousands at once would itself block
+        assert done == 2000
+        assert detector.events == []
+
+    await on_a_quiet_try(attempt)
 
 
 async def test_work_in_worker_threads_is_not_reported() -> None:
     """Blocking calls and CPU loops sent to threads (asyncbridge's and anyio's) leave the loop free."""
-    async with BlockingDetector(THRESHOLD) as detector:
-        await asyncbridge.to_thread(nap, BLOCK)
-        await anyio.to_thread.run_sync(spin, BLOCK)
-        await asyncbridge.async_wrap(spin)(BLOCK)
-    assert detector.events == []
+
+    async def attempt() -> None:
+        async with BlockingDetector(THRESHOLD) as detector:
+            await asyncbridge.to_thread(nap, BLOCK)
+            await anyio.to_thread.run_sync(spin, BLOCK)
+            await asyncbridge.async_wrap(spin)(BLOCK)
+        assert detector.events == []
+
+    await on_a_quiet_try(attempt)
 
 
 async def test_task_name_is_the_blocking_task() -> None:
@@ -212,30 +265,38 @@ async def test_event_is_logged_at_warning_as_a_short_report(caplog: pytest.LogCa
 
 async def test_nested_detectors_each_see_the_blocks_in_their_scope() -> None:
     """An inner detector reports its block; the outer reports it too, and its own later block."""
-    async with BlockingDetector(THRESHOLD) as outer:
-        async with BlockingDetector(THRESHOLD) as inner:
-            nap(BLOCK)
-        # Two blocks with no heartbeat between them would be one block of both lengths.
-        await wait_for_events(outer, 1)
-        spin(BLOCK)
-    assert [e.site.name for e in inner.events if e.site] == ["nap"]
-    assert [e.site.name for e in outer.events if e.site] == ["nap", "spin"]
-    assert len(inner.events) == 1
-    assert len(outer.events) == 2
+
+    async def attempt() -> None:
+        async with BlockingDetector(THRESHOLD) as outer:
+            async with BlockingDetector(THRESHOLD) as inner:
+                nap(BLOCK)
+            # Two blocks with no heartbeat between them would be one block of both lengths.
+            await wait_for_events(outer, 1)
+            spin(BLOCK)
+        assert [e.site.name for e in inner.events if e.site] == ["nap"]
+        assert [e.site.name for e in outer.events if e.site] == ["nap", "spin"]
+        assert len(inner.events) == 1
+        assert len(outer.events) == 2
+
+    await on_a_quiet_try(attempt)
 
 
 async def test_repeated_detectors_see_only_their_own_blocks() -> None:
     """Detectors used one after another do not see each other's blocks, nor blocks in between."""
-    async with BlockingDetector(THRESHOLD) as first:
-        nap(BLOCK)
-    spin(BLOCK)  # watched by nobody
-    async with BlockingDetector(THRESHOLD) as second:
-        await anyio.sleep(THRESHOLD)
-    async with BlockingDetector(THRESHOLD) as third:
-        spin(BLOCK)
-    assert [e.site.name for e in first.events if e.site] == ["nap"]
-    assert second.events == []
-    assert [e.site.name for e in third.events if e.site] == ["spin"]
+
+    async def attempt() -> None:
+        async with BlockingDetector(THRESHOLD) as first:
+            nap(BLOCK)
+        spin(BLOCK)  # watched by nobody
+        async with BlockingDetector(THRESHOLD) as second:
+            await anyio.sleep(THRESHOLD)
+        async with BlockingDetector(THRESHOLD) as third:
+            spin(BLOCK)
+        assert [e.site.name for e in first.events if e.site] == ["nap"]
+        assert second.events == []
+        assert [e.site.name for e in third.events if e.site] == ["spin"]
+
+    await on_a_quiet_try(attempt)
 
 
 async def test_detector_can_be_entered_again_and_keeps_its_events() -> None:
@@ -267,42 +328,46 @@ async def test_watchdog_thread_ends_after_exit() -> None:
 
 def test_detectors_on_several_loops_in_several_threads_do_not_interfere() -> None:
     """asyncio, uvloop and trio loops in three threads, all blocking at once: each reports its own."""
-    backends: list[tuple[str, dict[str, Any]]] = [("asyncio", {}), ("asyncio", {"use_uvloop": True}), ("trio", {})]
-    barrier = threading.Barrier(len(backends))
-    results: dict[str, list[BlockingEvent]] = {}
-    errors: list[BaseException] = []
 
-    async def watched(name: str) -> None:
-        async with BlockingDetector(THRESHOLD) as detector:
-            await anyio.to_thread.run_sync(barrier.wait)
-            # Each thread blocks in its own way, at the same time as the others.
-            {"asyncio": nap, "uvloop": spin, "trio": nap}[name](BLOCK)
-            await anyio.to_thread.run_sync(barrier.wait)
-            for _ in range(20):
-                await anyio.sleep(0.005)
-        results[name] = detector.events
+    def attempt() -> None:
+        backends: list[tuple[str, dict[str, Any]]] = [("asyncio", {}), ("asyncio", {"use_uvloop": True}), ("trio", {})]
+        barrier = threading.Barrier(len(backends))
+        results: dict[str, list[BlockingEvent]] = {}
+        errors: list[BaseException] = []
 
-    def run(name: str, backend: str, options: dict[str, Any]) -> None:
-        try:
-            anyio.run(watched, name, backend=backend, backend_options=options)
-        except BaseException as exc:  # reported by the main thread below
-            errors.append(exc)
+        async def watched(name: str) -> None:
+            async with BlockingDetector(THRESHOLD) as detector:
+                await anyio.to_thread.run_sync(barrier.wait)
+                # Each thread blocks in its own way, at the same time as the others.
+                {"asyncio": nap, "uvloop": spin, "trio": nap}[name](BLOCK)
+                await anyio.to_thread.run_sync(barrier.wait)
+                for _ in range(20):
+                    await anyio.sleep(0.005)
+            results[name] = detector.events
 
-    threads = [
-        threading.Thread(target=run, args=(name, backend, options), name=f"loop-{name}")
-        for name, (backend, options) in zip(["asyncio", "uvloop", "trio"], backends, strict=True)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert errors == []
-    for name in ["asyncio", "uvloop", "trio"]:
-        events = results[name]
-        assert len(events) == 1, (name, events)
-        assert events[0].thread_name == f"loop-{name}"
-        assert events[0].site is not None
-        assert events[0].site.name == ("spin" if name == "uvloop" else "nap")
+        def run(name: str, backend: str, options: dict[str, Any]) -> None:
+            try:
+                anyio.run(watched, name, backend=backend, backend_options=options)
+            except BaseException as exc:  # reported by the main thread below
+                errors.append(exc)
+
+        threads = [
+            threading.Thread(target=run, args=(name, backend, options), name=f"loop-{name}")
+            for name, (backend, options) in zip(["asyncio", "uvloop", "trio"], backends, strict=True)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert errors == []
+        for name in ["asyncio", "uvloop", "trio"]:
+            events = results[name]
+            assert len(events) == 1, (name, events)
+            assert events[0].thread_name == f"loop-{name}"
+            assert events[0].site is not None
+            assert events[0].site.name == ("spin" if name == "uvloop" else "nap")
+
+    on_a_quiet_try_sync(attempt)
 
 
 def test_gap_the_watchdog_never_saw_in_progress_is_not_reported(caplog: pytest.LogCaptureFixture) -> None:
@@ -333,14 +398,18 @@ async def test_a_coroutine_waiting_in_its_own_selector_is_blocked_not_idle() -> 
 
 async def test_loop_waiting_for_the_gil_held_by_another_thread_is_not_reported() -> None:
     """An idle loop made late by a thread hogging the GIL (a FastAPI def endpoint) is not blocked."""
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(0.1)  # the GIL changes hands at most every 100 ms: the heartbeat is late
-    try:
-        async with BlockingDetector(THRESHOLD) as detector:
-            await anyio.to_thread.run_sync(spin, 1.0)
-    finally:
-        sys.setswitchinterval(previous)
-    assert detector.events == []
+
+    async def attempt() -> None:
+        previous = sys.getswitchinterval()
+        sys.setswitchinterval(0.1)  # the GIL changes hands at most every 100 ms: the heartbeat is late
+        try:
+            async with BlockingDetector(THRESHOLD) as detector:
+                await anyio.to_thread.run_sync(spin, 1.0)
+        finally:
+            sys.setswitchinterval(previous)
+        assert detector.events == []
+
+    await on_a_quiet_try(attempt)
 
 
 @pytest.mark.parametrize(

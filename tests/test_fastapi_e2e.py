@@ -98,20 +98,27 @@ def test_async_cpu_endpoint_is_reported_and_the_def_endpoint_is_not(
     url, example, detector, reported = served
     with httpx.Client(base_url=url, timeout=30) as client:
         assert client.get("/health").json() == {"status": "ok"}
-        assert detector.events == []
         assert client.get("/cpu-async", params={"seconds": 0.3}).status_code == 200
         assert reported.wait(10)
-        [event] = detector.events
+        before = len(detector.events)
         assert client.get("/cpu-sync", params={"seconds": 0.3}).status_code == 200
         assert client.get("/health").status_code == 200
-    assert detector.events == [event]  # nothing while the def endpoint ran in its thread
+    events = list(detector.events)
+    reports = "\n\n".join(event.format() for event in events)
+    named = [e for e in events if e.site is not None and e.site.name == "cpu_async"]
+    assert len(named) == 1, reports
+    [event] = named
     assert isinstance(event, BlockingEvent)
     assert event.site is not None
-    assert (event.site.name, event.site.filename) == ("cpu_async", str(APP_FILE))
+    assert event.site.filename == str(APP_FILE)
     assert event.site.lineno in loop_lines(example.cpu_async)
-    assert 0.25 <= event.duration <= 0.4
+    assert event.duration >= 0.25, reports  # the endpoint spins for 0.3 s
     assert event.task_name is not None
     assert "at cpu_async (" in event.format()
+    # The def endpoint ran its 0.3 s of work in a worker thread: no block of that size, no
+    # stack in it (a stall of the whole process on a loaded machine could still show up).
+    assert not [e for e in events[before:] if e.duration >= 0.25], reports
+    assert not [e for e in events if any(frame.name == "cpu_sync" for frame in e.stack)], reports
 
 
 @pytest.mark.parametrize("loop", LOOPS)
