@@ -1014,11 +1014,15 @@ def test_mp_context_starts_workers_with_that_method(method: str) -> None:
 
 
 def spin_steps_for(seconds: float) -> int:
-    """How many helpers.spin steps take about ``seconds`` here."""
-    steps = 200_000
-    started = time.perf_counter()
-    helpers.spin(steps)
-    return int(steps * seconds / (time.perf_counter() - started))
+    """How many helpers.spin steps take about ``seconds`` here (at least: timed at the fastest of
+    three tries, as a busy moment only ever makes it slower)."""
+    steps = 300_000
+    fastest = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        helpers.spin(steps)
+        fastest = min(fastest, time.perf_counter() - started)
+    return int(steps * seconds / fastest)
 
 
 class OthersCpu:
@@ -1029,7 +1033,7 @@ class OthersCpu:
     someone else's load slows anything down, which says nothing about the code under test.
     """
 
-    QUIET = 0.1  # under a tenth of the machine used by others
+    QUIET = 0.05  # under a twentieth of the machine used by others
 
     def __init__(self) -> None:
         self.me = psutil.Process()
@@ -1037,7 +1041,8 @@ class OthersCpu:
 
     def _machine_busy(self) -> float:
         t = psutil.cpu_times()
-        return float(t.user + t.nice + t.system + getattr(t, "irq", 0) + getattr(t, "softirq", 0))
+        extra = sum(getattr(t, name, 0.0) for name in ("irq", "softirq", "steal"))  # steal: other VMs
+        return float(t.user + t.nice + t.system + extra)
 
     def _ours(self) -> float:
         total = float(sum(self.me.cpu_times()[:2]))
@@ -1070,23 +1075,28 @@ def test_cpu_bound_calls_run_in_parallel() -> None:
         pytest.skip("needs two CPUs")
     steps = spin_steps_for(0.3)
     clean: list[float] = []
+    tries: list[str] = []
     least_busy = 1.0
     with ProcessExecutor(2) as executor:
         list(executor.map(helpers.spin, [1000, 1000]))  # start both workers
-        for _ in range(6):
+        for _ in range(5):
             with OthersCpu() as serial:
                 for _ in range(4):
                     helpers.spin(steps)
             with OthersCpu() as parallel:
                 list(executor.map(helpers.spin, [steps] * 4, timeout=30))
             least_busy = min(least_busy, max(serial.share, parallel.share))
+            tries.append(
+                f"serial {serial.wall:.2f} s (others {serial.share:.0%}), "
+                f"parallel {parallel.wall:.2f} s (others {parallel.share:.0%})"
+            )
             if serial.quiet and parallel.quiet:
                 clean.append(serial.wall / parallel.wall)
                 if max(clean) >= 1.7:
                     break
     if not clean:
         pytest.skip(f"other processes used at least {least_busy:.0%} of the CPUs during every try")
-    assert max(clean) >= 1.7, f"speedups {[round(s, 2) for s in clean]}"
+    assert max(clean) >= 1.7, f"speedups {[round(s, 2) for s in clean]}; tries: {'; '.join(tries)}"
 
 
 async def worst_ticker_lag(work: Any) -> float:
@@ -1128,8 +1138,8 @@ async def test_loop_keeps_ticking_during_to_process_but_stalls_inline() -> None:
         inline_time = time.perf_counter() - started
 
     stalled = await worst_ticker_lag(inline)
-    assert inline_time > 0.1
     assert stalled >= 0.9 * inline_time, f"stalled {stalled * 1000:.0f} of {inline_time * 1000:.0f} ms"
+    assert stalled > 0.2  # far beyond what the offloaded run is allowed
     lags: list[float] = []
     least_busy = 1.0
     for _ in range(4):
