@@ -273,6 +273,9 @@ def measure(
                 row.unavailable = str(exc)
             except NotImplementedError as exc:  # an asyncbridge API still being built
                 row.unavailable = str(unavailable_if_missing(exc))
+            except Exception as exc:  # one broken candidate must not lose the whole run
+                row.unavailable = f"failed: {type(exc).__name__}: {exc}"[:300]
+                progress(f"  [{label}] {cand.name} failed: {exc!r}")
         took = time.perf_counter() - start
         summary = ""
         if show is not None:

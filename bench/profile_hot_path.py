@@ -160,8 +160,8 @@ def counters(backends: list[Backend], drains: DrainCounter, runs: int = RUNS) ->
     return table
 
 
-def cprofile(backend: Backend) -> None:
-    """cProfile the loop thread and each worker thread for 10,000 concurrent async_wrap calls."""
+def cprofile(backend: Backend, sequential: bool = False) -> None:
+    """cProfile the loop thread and each worker thread for 10,000 concurrent (or sequential) calls."""
     from asyncbridge import ThreadExecutor, async_wrap
 
     worker_profiles: list[cProfile.Profile] = []
@@ -189,12 +189,17 @@ def cprofile(backend: Backend) -> None:
         finally:
             threading.setprofile(None)  # type: ignore[arg-type]
         loop_profile.enable()
-        await gather_calls(backend, wrapped, CONCURRENT)
+        if sequential:
+            for _ in range(SEQUENTIAL):
+                await wrapped()
+        else:
+            await gather_calls(backend, wrapped, CONCURRENT)
         loop_profile.disable()
 
     run_loop(backend, main)
     executor.shutdown(wait=True)  # workers exit: their profiles are complete and still
-    print(f"\n### cProfile, {backend}, {CONCURRENT:,} concurrent async_wrap calls: loop thread\n")
+    what = f"{SEQUENTIAL:,} sequential" if sequential else f"{CONCURRENT:,} concurrent"
+    print(f"\n### cProfile, {backend}, {what} async_wrap calls: loop thread\n")
     print(_top(loop_profile))
     if worker_profiles:
         merged = pstats.Stats(worker_profiles[0])
@@ -218,6 +223,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", "-b", action="append", choices=BACKENDS)
     parser.add_argument("--cprofile", action="store_true", help="also cProfile loop and worker threads")
+    parser.add_argument("--sequential", action="store_true", help="cProfile the sequential workload instead")
     parser.add_argument("--no-counters", action="store_true", help="skip the counters tables")
     parser.add_argument("--src", metavar="REV", help="asyncbridge as of this git revision")
     parser.add_argument("--runs", type=int, default=RUNS, help="fresh-loop runs per way (median)")
@@ -234,7 +240,7 @@ def main(argv: list[str]) -> int:
             args.json.write_text(json.dumps(table, indent=1))
     if args.cprofile:
         for backend in backends:
-            cprofile(backend)
+            cprofile(backend, args.sequential)
     return 0
 
 
