@@ -166,11 +166,8 @@ async def test_block_just_before_exit_is_recorded_by_the_time_exit_returns() -> 
 
 
 async def test_busy_cooperative_workload_reports_nothing() -> None:
-    """Two thousand tasks that yield often keep the loop busy but never blocked: no event.
-
-    One loop iteration (a step of every task) takes about 10 ms here, a tenth
-    of the default threshold used.
-    """
+    """Two thousand tasks that yield often keep the loop busy but never blocked: no event."""
+    # One loop iteration (a step of every task) takes about 10 ms here, a tenth of the default threshold.
 
     async def attempt() -> None:
         done = 0
