@@ -8,7 +8,7 @@ from typing import Any
 
 from typing_extensions import assert_type
 
-from asyncbridge import ExecutorStatistics, ThreadExecutor, async_wrap, sync_wrap, to_thread
+from asyncbridge import ExecutorStatistics, ProcessExecutor, ThreadExecutor, async_wrap, sync_wrap, to_process, to_thread
 
 
 @async_wrap
@@ -87,5 +87,11 @@ async def uses() -> None:
     assert_type(await executor.run(divmod, 7, 2), tuple[int, int])
     assert_type(executor.submit(str.upper, "a"), cf.Future[str])
     assert_type(executor.statistics(), ExecutorStatistics)
+    processes = ProcessExecutor(2, max_tasks_per_child=10)
+    assert_type(await processes.run(pow, 2, 8), int)
+    assert_type(processes.submit(abs, -3), cf.Future[int])
+    assert_type(await to_process(divmod, 9, 4), tuple[int, int])
+    assert_type(await async_wrap(executor=processes)(str.upper)("a"), str)
+    await to_process(abs, "x")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     await bare("not an int")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     await called(1, 2)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
