@@ -38,11 +38,11 @@ class Run:
     spans: list[Span] = field(default_factory=list[Span])
 
 
-_DEMO_PID: int | None = None  # set in the demo's own process; None in worker processes
+_demo_pid: int | None = None  # set in the demo's own process; None in worker processes
 
 
 def _worker_name() -> str:
-    if os.getpid() != _DEMO_PID:
+    if os.getpid() != _demo_pid:
         return f"process pid {os.getpid()}"
     thread = threading.current_thread()
     if thread is threading.main_thread():
@@ -223,8 +223,8 @@ def main(argv: list[str]) -> int:
         "'loop stalled' is the worst delay a 10 ms ticker task saw: how long the app could not answer.",
         flush=True,
     )
-    global _DEMO_PID
-    _DEMO_PID = os.getpid()
+    global _demo_pid
+    _demo_pid = os.getpid()
     started = time.perf_counter()
     asyncio.run(_scenes(quick))
     print(f"\nDone in {time.perf_counter() - started:.1f} s.")
