@@ -27,6 +27,8 @@ def test_demo_shows_the_loop_stall_and_the_fix() -> None:
     assert "2 distinct threads ran them, at most 2 at a time" in out.stdout
     assert "2 CPU-bound jobs run in a coroutine" in out.stdout
     assert "thread asyncbridge-default-" in out.stdout  # the timeline names the threads
+    _wall(out.stdout, "the same 2 in processes (ProcessExecutor(2))")
+    assert out.stdout.count("process pid ") == 2  # two worker processes in the timeline
 
 
 def test_cli_usage_and_unknown_command() -> None:
