@@ -8,7 +8,15 @@ from typing import Any
 
 from typing_extensions import assert_type
 
-from asyncbridge import ExecutorStatistics, ProcessExecutor, ThreadExecutor, async_wrap, sync_wrap, to_process, to_thread
+from asyncbridge import (
+    ExecutorStatistics,
+    ProcessExecutor,
+    ThreadExecutor,
+    async_wrap,
+    sync_wrap,
+    to_process,
+    to_thread,
+)
 
 
 @async_wrap
