@@ -192,11 +192,13 @@ def warm_and_cpu(pool: Pool, iterations: int, warm_calls: int) -> Sample:
                 await run(echo, i)
             warm = (time.perf_counter() - start) / warm_calls
             # This machine's speed drifts by 10-20% over seconds: time the serial
-            # reference right next to the parallel batch it is compared with.
-            serial = spin(iterations)
+            # reference right before and right after the parallel batch it is
+            # compared with, and take the mean.
+            before = spin(iterations)
             start = time.perf_counter()
             await asyncio.gather(*[run(spin, iterations) for _ in range(CPU_CALLS)])
             wall = time.perf_counter() - start
+            serial = (before + spin(iterations)) / 2
         return {"warm_us": 1e6 * warm, "speedup": CPU_CALLS * serial / wall}
 
     return run_loop("asyncio", main)
@@ -214,7 +216,9 @@ def run(cfg: Config) -> Section:
             f"interpreter creates the pool and awaits one trivial call (ms). Warm call: mean of "
             f"{warm_calls} sequential trivial calls after 20 warm-up calls (µs). CPU speedup: "
             f"{CPU_CALLS} concurrent calls of a pure-Python loop calibrated to {CPU_SECONDS} s; speedup = "
-            f"{CPU_CALLS} x (one call timed in this process just before) / wall time (ideal {WORKERS:.1f})."
+            f"{CPU_CALLS} x (one call timed in this process, mean of just before and just after) / wall time "
+            f"(ideal {WORKERS:.1f}; it needs both CPUs free, so other load on the machine pulls it down or, "
+            "when it comes and goes, scatters it either way)."
         ),
     )
     if "asyncio" not in cfg.backends:
