@@ -115,6 +115,9 @@ def _on_loop_thread() -> bool:
     trio = sys.modules.get("trio")
     if trio is None:
         return False
+    in_trio_run = getattr(trio.lowlevel, "in_trio_run", None)  # trio >= 0.26; raising is slower
+    if in_trio_run is not None:
+        return bool(in_trio_run())
     try:
         trio.lowlevel.current_trio_token()
     except RuntimeError:
@@ -204,8 +207,14 @@ class _Wait:
             self._cancel()
 
     def _start_asyncio(self, loop: asyncio.AbstractEventLoop) -> None:
-        # create_task copies the current context: inside ctx.run that is ctx.
-        task = self.ctx.run(loop.create_task, self._body())
+        task: asyncio.Task[None]
+        if sys.version_info >= (3, 12):
+            # Run the first step now rather than on the next loop iteration: a
+            # coroutine that does not suspend is done without another round trip.
+            task = asyncio.Task(self._body(), loop=loop, context=self.ctx, eager_start=True)
+        else:
+            # create_task copies the current context: inside ctx.run that is ctx.
+            task = self.ctx.run(loop.create_task, self._body())
         self._cancel = task.cancel
         if self.cancel_requested:
             task.cancel()
@@ -282,6 +291,8 @@ class _Wait:
         return self.result
 
     def _close(self) -> None:
+        if self.executor is None:
+            return  # nothing is ever delivered to a wait outside a worker
         with self._lock:
             self._open = False
         leftovers: list[Call] = []
