@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures as cf
 import functools
 import inspect
@@ -19,6 +20,8 @@ from ._limit import Limiter
 from ._threads import get_default_executor
 
 __all__ = ["async_wrap", "to_thread"]
+
+_CancelledError = asyncio.CancelledError  # trio's Cancelled is handled inside its inbox
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -155,7 +158,13 @@ async def to_thread(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) ->
         BaseException: whatever ``fn`` raised, unchanged.
     """
     call = Call(fn, args, kwargs, copy_context())
-    result: T = await current_inbox().run(call, get_default_executor(), True)
+    inbox = current_inbox()
+    executor = get_default_executor()
+    try:
+        await inbox.start(call, executor, True)
+    except _CancelledError as exc:
+        await inbox.cancelled(call, executor, True, exc)
+    result: T = call.outcome()
     return result
 
 
@@ -207,17 +216,18 @@ def _wrap_function(
 ) -> Callable[..., Coroutine[Any, Any, Any]]:
     # One closure per option set, so the common case does no branching per call.
     if limiter is None and timeout is None:
-        if adapter is None:
+        # The hot path: await the inbox's future directly (one coroutine frame
+        # per call, not two); cancellation takes the slow path.
 
-            async def wrapper(*args: Any, **kwargs: Any) -> Any:
-                call = Call(fn, args, kwargs, copy_context())
-                return await current_inbox().run(call, get_default_executor(), abandon_on_cancel)
-
-        else:
-
-            async def wrapper(*args: Any, **kwargs: Any) -> Any:
-                call = Call(fn, args, kwargs, copy_context())
-                return await current_inbox().run(call, adapter, abandon_on_cancel)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            call = Call(fn, args, kwargs, copy_context())
+            inbox = current_inbox()
+            executor = get_default_executor() if adapter is None else adapter
+            try:
+                await inbox.start(call, executor, abandon_on_cancel)
+            except _CancelledError as exc:
+                await inbox.cancelled(call, executor, abandon_on_cancel, exc)
+            return call.outcome()
 
     else:
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import trio
@@ -63,7 +63,8 @@ class TrioInbox:
                 item.waiter = None
                 _reschedule(task)
 
-    async def run(self, call: Call, executor: CallExecutor, abandon_on_cancel: bool) -> Any:
+    def start(self, call: Call, executor: CallExecutor, abandon_on_cancel: bool) -> Awaitable[object]:
+        """Submit ``call`` and return what to await; trio's cancellation is settled in ``abort``."""
         call.waiter = _current_task()
         call.inbox = self
         try:
@@ -85,7 +86,16 @@ class TrioInbox:
                 return _Abort.SUCCEEDED
             return _Abort.FAILED  # the drain reschedules us once the worker is done
 
-        await _wait_task_rescheduled(abort)
+        return _wait_task_rescheduled(abort)
+
+    async def cancelled(
+        self, call: Call, executor: CallExecutor, abandon_on_cancel: bool, exc: BaseException
+    ) -> NoReturn:
+        """Never reached under trio (its Cancelled is no asyncio.CancelledError); re-raises."""
+        raise exc
+
+    async def run(self, call: Call, executor: CallExecutor, abandon_on_cancel: bool) -> Any:
+        await self.start(call, executor, abandon_on_cancel)
         return call.outcome()
 
     async def acquire(self, limiter: Limiter, grant: Grant) -> None:
