@@ -12,8 +12,7 @@ loop; does the tool report it (a raised error, a callback, a log record)?
 
 The detectors: blockbuster (patches blocking functions), aiodebug's
 ``log_slow_callbacks`` (times every ``Handle._run``), asyncio's debug mode
-(``slow_callback_duration`` at 0.1 s) and asyncbridge's ``BlockingDetector``
-(not yet built: its rows say so until it is).
+(``slow_callback_duration`` at 0.1 s) and asyncbridge's ``BlockingDetector``.
 """
 
 from __future__ import annotations

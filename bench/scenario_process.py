@@ -14,9 +14,8 @@ count, anyio's default):
 The pools: ``ProcessPoolExecutor`` with each start method (``fork`` is the
 Linux default before Python 3.14 and is unsafe in a program with threads;
 ``forkserver`` and ``spawn`` are safe), loky's reusable executor, pebble's
-``ProcessPool``, ``anyio.to_process.run_sync``, and asyncbridge's
-``ProcessExecutor`` and ``to_process`` (not yet built: their rows say so
-until they are). Stdlib, loky and pebble futures are awaited through
+``ProcessPool`` (which forks), ``anyio.to_process.run_sync``, and asyncbridge's
+``ProcessExecutor`` and ``to_process`` (fresh interpreters, no fork). Stdlib, loky and pebble futures are awaited through
 ``run_in_executor`` / ``asyncio.wrap_future``, as an asyncio user would.
 """
 
@@ -156,7 +155,7 @@ POOLS = [
     Pool("ProcessPoolExecutor (forkserver)", _stdlib("forkserver")),
     Pool("ProcessPoolExecutor (spawn)", _stdlib("spawn")),
     Pool("loky get_reusable_executor", _loky),
-    Pool("pebble ProcessPool", _pebble),
+    Pool("pebble ProcessPool", _pebble, "forks: unsafe with threads"),
     Pool(ANYIO, _anyio),
 ]
 
@@ -168,9 +167,21 @@ def _pool(name: str) -> Pool:
 # -- samples -----------------------------------------------------------------------
 
 
+def _import_all_pools() -> None:
+    """Import every pool's library before the clock starts: cold start is the pool's, not the import's."""
+    import importlib
+
+    for module in ("asyncbridge", "anyio.to_process", "loky", "pebble", "concurrent.futures.process"):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            pass
+
+
 def child(name: str) -> Sample:
     """In a fresh interpreter: time from creating the pool to the first result."""
     pool = _pool(name)
+    _import_all_pools()
 
     async def main() -> float:
         start = time.perf_counter()
