@@ -28,7 +28,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,10 +172,8 @@ def _import_all_pools() -> None:
     import importlib
 
     for module in ("asyncbridge", "anyio.to_process", "loky", "pebble", "concurrent.futures.process"):
-        try:
+        with suppress(ImportError):
             importlib.import_module(module)
-        except ImportError:
-            pass
 
 
 def child(name: str) -> Sample:
