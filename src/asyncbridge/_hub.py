@@ -173,10 +173,7 @@ class Call:
         """Mark the call done (its outcome is set) and wake whoever waits for it."""
         self.state = DONE
         self.fn = self.args = self.kwargs = self.ctx = None  # type: ignore[assignment]
-        on_done = self.on_done
-        if on_done is not None:
-            self.on_done = None
-            on_done()
+        self._done()
         inbox = self.inbox
         if inbox is not None:
             inbox.push(self)
@@ -187,10 +184,17 @@ class Call:
         """Forget a call that never ran (its caller went away or the executor shut down)."""
         self.state = DROPPED
         self.fn = self.args = self.kwargs = self.ctx = None  # type: ignore[assignment]
+        self._done()
+
+    def _done(self) -> None:
         on_done = self.on_done
         if on_done is not None:
-            self.on_done = None
-            on_done()
+            # A foreign executor may finish a call on its thread while the loop
+            # drops it: the lock makes the slot come back once, not twice.
+            with _done_lock:
+                on_done, self.on_done = self.on_done, None
+            if on_done is not None:
+                on_done()
 
     def fail(self, exc: BaseException) -> None:
         """Finish a call that never ran with ``exc`` (e.g. its executor shut down)."""
@@ -230,6 +234,9 @@ def _is_cancellation(exc: BaseException) -> bool:
         return True
     trio = sys.modules.get("trio")
     return trio is not None and isinstance(exc, trio.Cancelled)
+
+
+_done_lock = threading.Lock()  # taken only by calls with an on_done (a limit), briefly
 
 
 class _Local(threading.local):

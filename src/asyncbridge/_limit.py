@@ -20,16 +20,23 @@ __all__ = ["Grant", "Limiter"]
 class Grant:
     """A task waiting for a slot; ``granted`` once ``release`` hands it one."""
 
-    __slots__ = ("abandoned", "granted", "inbox", "waiter")
+    __slots__ = ("abandoned", "granted", "inbox", "limiter", "waiter")
 
-    def __init__(self) -> None:
+    def __init__(self, limiter: Limiter) -> None:
+        self.limiter = limiter
         self.waiter: Any = None
         self.inbox: Inbox | None = None
         self.granted = False
         self.abandoned = False
 
     def lost(self) -> None:
-        """Nothing to do: the waiter that gave up has already returned any slot."""
+        """The waiter's loop is gone: give back a slot it was granted but will never use.
+
+        A waiter that gave up (``abandoned``) has already returned its slot.
+        """
+        if self.granted and not self.abandoned:
+            self.abandoned = True
+            self.limiter.release()
 
 
 class Limiter:
@@ -53,7 +60,7 @@ class Limiter:
             if self._available and not self._waiters:
                 self._available -= 1
                 return
-        await current_inbox().acquire(self, Grant())
+        await current_inbox().acquire(self, Grant(self))
 
     def enqueue(self, grant: Grant) -> None:
         with self._lock:

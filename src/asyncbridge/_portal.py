@@ -27,6 +27,7 @@ import contextlib
 import contextvars
 import functools
 import inspect
+import os
 import queue
 import sys
 import threading
@@ -35,7 +36,7 @@ from typing import Any, Protocol, TypeVar, overload
 
 from typing_extensions import ParamSpec
 
-from ._hub import PENDING, Call, current_call, current_executor, nested_wait
+from ._hub import Call, current_call, current_executor, nested_wait
 
 __all__ = ["sync_wrap"]
 
@@ -135,20 +136,24 @@ def _call(fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict
         )
     ctx = contextvars.copy_context()
     outer = current_call()
+    executor = current_executor()
     if outer is not None and outer.inbox is not None:
-        if outer.raise_cancel is not None:
-            outer.raise_cancel()  # the caller that started this worker has gone
-        wait = _Wait(fn, args, kwargs, ctx, current_executor())
+        wait = _Wait(fn, args, kwargs, ctx, executor)
         inbox: Any = outer.inbox
         loop = getattr(inbox, "loop", None)
+        # Publish the wait before looking for a cancellation: the loop thread
+        # writes raise_cancel before it reads nested, so one of us sees the other.
         outer.nested = wait
         try:
+            if outer.raise_cancel is not None:
+                outer.raise_cancel()  # the caller that started this worker has gone
             if loop is not None:
                 return wait.run_on_asyncio(loop)
             return wait.run_on_trio(inbox.token)
         finally:
             outer.nested = None
-    return _Wait(fn, args, kwargs, ctx, None).run_on_asyncio(_background_loop())
+    # No loop of our own: a plain thread, or a worker running a submit()ed call.
+    return _Wait(fn, args, kwargs, ctx, executor).run_on_asyncio(_background_loop())
 
 
 class _Wait:
@@ -179,8 +184,10 @@ class _Wait:
 
     # -- loop side ------------------------------------------------------------
 
-    async def _body(self) -> None:
+    async def _body(self, checkpoint: Callable[[], Awaitable[None]] | None = None) -> None:
         try:
+            if checkpoint is not None:
+                await checkpoint()  # trio: a cancel that came before the start wins
             self.result = await self.fn(*self.args, **self.kwargs)
         except BaseException as exc:  # handed to the waiting thread, which re-raises it
             self.exc = exc
@@ -207,6 +214,10 @@ class _Wait:
             self._cancel()
 
     def _start_asyncio(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.cancel_requested:  # cancelled before it started: start nothing
+            self.exc = asyncio.CancelledError()
+            self.queue.put(_FINISHED)
+            return
         task: asyncio.Task[None]
         if sys.version_info >= (3, 12):
             # Run the first step now rather than on the next loop iteration: a
@@ -226,7 +237,7 @@ class _Wait:
             self._cancel = scope.cancel
             if self.cancel_requested:
                 scope.cancel()
-            await self._body()
+            await self._body(trio.lowlevel.checkpoint_if_cancelled)
 
     def _start_trio(self) -> None:
         import trio
@@ -288,31 +299,22 @@ class _Wait:
                 raise exc
             finally:
                 del exc
-        return self.result
+        result, self.result = self.result, None
+        return result
 
     def _close(self) -> None:
+        self.ctx = contextvars.Context()  # break the cycle ctx -> nested_wait -> self
         if self.executor is None:
             return  # nothing is ever delivered to a wait outside a worker
         with self._lock:
             self._open = False
-        leftovers: list[Call] = []
+        # Calls delivered but not served here are also in the executor's own
+        # queue, where another worker takes them: just forget them.
         while True:
             try:
-                item = self.queue.get_nowait()
+                self.queue.get_nowait()
             except queue.Empty:
                 break
-            if item is not _FINISHED:
-                leftovers.append(item)
-        executor: Any = self.executor
-        for call in leftovers:  # sent by tasks that outlive the wait: queue them as usual
-            if not executor._unclaim(call):
-                continue  # dropped by its cancelled caller
-            call.state = PENDING
-            call.handle = None
-            try:
-                executor._submit_call(call)
-            except BaseException as exc:
-                call.fail(exc)
 
 
 # -- the background loop for threads that have none --------------------------------
@@ -342,6 +344,15 @@ def _background_loop() -> asyncio.AbstractEventLoop:
             ready.wait()
             _background = (loop, thread)
         return _background[0]
+
+
+def _forget_background_after_fork() -> None:
+    global _background
+    _background = None  # its thread does not exist in a forked child
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_background_after_fork)
 
 
 def background_loop_if_started() -> asyncio.AbstractEventLoop | None:

@@ -190,18 +190,18 @@ class ThreadExecutor(cf.Executor):
     # -- the hand-off, used by the loop side (see _hub.CallExecutor) ----------
 
     def _submit_call(self, call: Call) -> None:
-        ctx = call.ctx
-        if ctx is not None:
-            nested = ctx.get(nested_wait)
-            if nested is not None and nested.executor is self:
-                self._claims.add(call)
-                if nested.deliver(call):
-                    return  # our worker is waiting for this caller: it runs the call, in its slot
-                self._claims.discard(call)
         if self._shutdown:
             raise ExecutorShutdownError(f"{self!r} is shut down; create a new executor to run more calls")
         call.enqueued_at = _monotonic()
         self._claims.add(call)
+        ctx = call.ctx
+        if ctx is not None:
+            nested = ctx.get(nested_wait)
+            if nested is not None and nested.executor is self:
+                # One of our workers is blocked in sync_wrap waiting for this
+                # caller: offer it the call too. Whoever claims it first runs it,
+                # so it never waits for a free thread that may not come.
+                nested.deliver(call)
         self._pending.append(call)
         if not self._waking:
             try:
@@ -262,13 +262,35 @@ class ThreadExecutor(cf.Executor):
         # thread to come up, and workers need the lock meanwhile.
         try:
             threading.Thread(target=self._work, name=f"{self._name}-{number}", daemon=True).start()
-        except BaseException:
+        except BaseException as exc:
+            stranded: list[Call] = []
             with self._lock:
                 self._threads -= 1
                 self._waking -= 1
-                if not self._threads:
+                if self._idle:  # others held back while we tried: wake one for them
+                    self._waking += 1
+                    self._idle.pop().wake.release()
+                elif not self._threads:  # nobody at all will run what is queued
                     self._all_exited.set()
+                    while self._pending:
+                        queued = self._pending.popleft()
+                        if self._unclaim(queued):
+                            stranded.append(queued)
+            for queued in stranded:
+                queued.fail(RuntimeError(f"{self!r} could not start a worker thread: {exc!r}"))
             raise
+
+    def _retire(self, worker: _Worker) -> None:
+        """Count a worker out; under the lock, in the same section that decides it exits."""
+        self._threads -= 1
+        self._workers.discard(worker)
+        retired = self._retired
+        retired.completed += worker.completed
+        retired.failed += worker.failed
+        retired.wait_total += worker.wait_total
+        retired.wait_max = max(retired.wait_max, worker.wait_max)
+        if not self._threads:
+            self._all_exited.set()
 
     def _work(self) -> None:
         worker = _Worker()
@@ -277,6 +299,7 @@ class ThreadExecutor(cf.Executor):
         idle = self._idle
         ident = threading.get_ident()
         set_current_executor(self)
+        retired = False
         with lock:
             self._thread_ids.add(ident)
             self._workers.add(worker)
@@ -291,7 +314,7 @@ class ThreadExecutor(cf.Executor):
                         self._wake_one()  # more work queued: pass the wake-up on
                     except RuntimeError:
                         logger.warning("could not start another worker thread", exc_info=True)
-                parked = stop = False
+                parked = False
                 while call is not None:
                     worker.busy = True
                     waited = _monotonic() - call.enqueued_at
@@ -308,18 +331,21 @@ class ThreadExecutor(cf.Executor):
                         # Park before reporting: once the result is out, the loop
                         # thread wants the GIL, so do our bookkeeping first.
                         with lock:
-                            if self._shutdown:
-                                stop = True
-                            else:
+                            if not self._shutdown:
                                 idle.append(worker)
                                 parked = True
                     call.finish()  # after the counters, so the caller sees its call counted
                     call = following
-                if stop:
-                    return
                 if not parked:
                     with lock:
                         if self._shutdown:
+                            # A submit that read the flag before it was set may
+                            # have queued a call: run it before leaving.
+                            if pending:
+                                self._waking += 1
+                                continue
+                            self._retire(worker)
+                            retired = True
                             return
                         idle.append(worker)
                 if pending and not self._waking:
@@ -335,20 +361,20 @@ class ThreadExecutor(cf.Executor):
                 with lock:
                     if worker in idle:
                         idle.remove(worker)
-                        return  # idle too long: exit
+                        if not pending:
+                            # Exit in the same section that counts us out, so a
+                            # submitter either finds us parked or starts a thread.
+                            self._retire(worker)
+                            retired = True
+                            return
+                        self._waking += 1
+                        continue
                 worker.wake.acquire()  # woken just as the timeout expired
         finally:
             with lock:
-                self._threads -= 1
                 self._thread_ids.discard(ident)
-                self._workers.discard(worker)
-                retired = self._retired
-                retired.completed += worker.completed
-                retired.failed += worker.failed
-                retired.wait_total += worker.wait_total
-                retired.wait_max = max(retired.wait_max, worker.wait_max)
-                if not self._threads:
-                    self._all_exited.set()
+                if not retired:
+                    self._retire(worker)
 
     # -- public API -----------------------------------------------------------
 
@@ -479,6 +505,17 @@ _ONE_OFF_THREADS = _OneOffThreads()
 
 _default_lock = threading.Lock()
 _default: ThreadExecutor | None = None
+
+
+def _forget_default_after_fork() -> None:
+    # A forked child has none of the parent's threads: the parent's default
+    # executor would count dead workers as parked. The child makes its own.
+    global _default
+    _default = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_default_after_fork)
 
 
 def get_default_executor() -> ThreadExecutor:

@@ -8,16 +8,16 @@ import functools
 import inspect
 import threading
 from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Iterator
-from contextvars import copy_context
+from contextvars import Context, copy_context
 from typing import Any, Protocol, TypeVar, cast, overload
 
 import anyio
 from typing_extensions import ParamSpec
 
 from ._exceptions import ExecutorShutdownError
-from ._hub import Call, CallExecutor, current_inbox
+from ._hub import DROPPED, Call, CallExecutor, current_inbox
 from ._limit import Limiter
-from ._threads import get_default_executor
+from ._threads import _ONE_OFF_THREADS, get_default_executor
 
 __all__ = ["async_wrap", "to_thread"]
 
@@ -255,19 +255,29 @@ def _wrap_function(
     return functools.wraps(fn)(wrapper)
 
 
-def _gen_step(lock: threading.Lock, method: Callable[[Any], Any], arg: Any) -> tuple[bool, Any]:
-    # Runs in the worker. The lock keeps a step abandoned by a cancelled caller
-    # and the final close() from running the generator at the same time.
+def _gen_step(lock: threading.Lock, ctx: Context, method: Callable[[Any], Any], arg: Any) -> tuple[bool, Any]:
+    # Runs in a worker. The lock keeps a step abandoned by a cancelled caller and
+    # the final close() from running the generator at once; it is taken outside
+    # the context, which only one thread at a time may enter.
     with lock:
         try:
-            return False, method(arg)
+            return False, ctx.run(method, arg)
         except StopIteration as stop:
             return True, stop.value
 
 
-def _gen_close(lock: threading.Lock, gen: Generator[Any, Any, Any]) -> None:
+def _gen_close(lock: threading.Lock, ctx: Context, gen: Generator[Any, Any, Any]) -> None:
     with lock:
-        gen.close()
+        ctx.run(gen.close)
+
+
+def _close_later(executor: CallExecutor, lock: threading.Lock, ctx: Context, gen: Generator[Any, Any, Any]) -> None:
+    """Close the generator in a worker without waiting; its errors are logged."""
+    closing = Call(_gen_close, (lock, ctx, gen), {}, None)
+    try:
+        executor._submit_call(closing)
+    except ExecutorShutdownError:
+        _ONE_OFF_THREADS._submit_call(closing)
 
 
 def _wrap_generator(
@@ -293,15 +303,17 @@ def _wrap_generator(
         lock = threading.Lock()
         method: Callable[[Any], Any] = gen.send
         arg: Any = None
-        finished = False
+        finished = stepping = False
         try:
             while True:
-                call = Call(_gen_step, (lock, method, arg), {}, ctx)
+                call = Call(_gen_step, (lock, ctx, method, arg), {}, None)
+                stepping = True
                 if timeout is None:
                     finished, value = await step(executor, call)
                 else:
                     with anyio.fail_after(timeout):
                         finished, value = await step(executor, call)
+                stepping = False
                 if finished:
                     return
                 try:
@@ -314,13 +326,19 @@ def _wrap_generator(
                     method = gen.send
         finally:
             if not finished:
-                # Close in the worker without awaiting: this also runs while
-                # the consumer is being cancelled, when trio allows no await.
-                closing = Call(_gen_close, (lock, gen), {}, ctx)
-                try:
-                    executor._submit_call(closing)
-                except ExecutorShutdownError:
-                    closing.drop()
+                if stepping:
+                    # A step was cut short (cancelled, or it raised): close once
+                    # it is over, without awaiting, as trio allows no await here.
+                    _close_later(executor, lock, ctx, gen)
+                else:
+                    # Suspended at a yield (aclose, break): wait for the cleanup.
+                    closing = Call(_gen_close, (lock, ctx, gen), {}, None)
+                    try:
+                        await current_inbox().run(closing, executor, True)
+                    except BaseException:
+                        if closing.state == DROPPED:  # cancelled before it ran
+                            _close_later(executor, lock, ctx, gen)
+                        raise
 
     return functools.wraps(fn)(wrapper)
 

@@ -6,6 +6,8 @@ import asyncio
 from collections import deque
 from typing import TYPE_CHECKING, Any, NoReturn
 
+import anyio
+
 from .._hub import DONE, Call, CallExecutor
 
 if TYPE_CHECKING:
@@ -44,10 +46,15 @@ class AsyncioInbox:
             try:
                 self._call_soon_threadsafe(self._drain)
             except RuntimeError:  # the loop is closed: nobody is left to wake
-                self._scheduled = False
-                items = self._items
-                while items:
-                    items.popleft().lost()
+                self._drain_lost()
+        elif self.loop.is_closed():  # a drain was scheduled on a loop that then closed
+            self._drain_lost()
+
+    def _drain_lost(self) -> None:
+        self._scheduled = False
+        items = self._items
+        while items:
+            items.popleft().lost()
 
     def _drain(self) -> None:
         self._scheduled = False
@@ -94,14 +101,18 @@ class AsyncioInbox:
             if call.state == DONE:
                 call.lost()
             raise exc
-        # abandon_on_cancel=False: wait for the worker, then cancel.
-        while call.state != DONE:
-            fut = self._create_future()
-            call.waiter = fut
-            try:
-                await fut
-            except asyncio.CancelledError:
-                continue
+        # abandon_on_cancel=False: wait for the worker, then cancel. Shielded:
+        # anyio re-delivers a scope's cancellation every loop iteration, which
+        # would spin this loop at full CPU; a native Task.cancel() still lands
+        # in the except below.
+        with anyio.CancelScope(shield=True):
+            while call.state != DONE:
+                fut = self._create_future()
+                call.waiter = fut
+                try:
+                    await fut
+                except asyncio.CancelledError:
+                    continue
         call.lost()  # the caller is cancelled: a result is dropped, an error logged
         raise exc
 

@@ -21,6 +21,18 @@ _current_task = trio.lowlevel.current_task
 _wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
 
 
+async def _wait_then_cancel(call: Call, abort: Callable[[Callable[[], NoReturn]], trio.lowlevel.Abort]) -> None:
+    """abandon_on_cancel=False: after waiting out the worker, deliver the cancellation.
+
+    As on asyncio, a call whose caller was cancelled ends in the cancellation
+    (so ``timeout=`` raises TimeoutError); its result is dropped, an error logged.
+    """
+    await _wait_task_rescheduled(abort)
+    if call.raise_cancel is not None:
+        call.lost()
+        await trio.lowlevel.checkpoint()
+
+
 class TrioInbox:
     """Finished calls for one trio run; one wake-up drains however many there are.
 
@@ -86,7 +98,9 @@ class TrioInbox:
                 return _Abort.SUCCEEDED
             return _Abort.FAILED  # the drain reschedules us once the worker is done
 
-        return _wait_task_rescheduled(abort)
+        if abandon_on_cancel:
+            return _wait_task_rescheduled(abort)
+        return _wait_then_cancel(call, abort)
 
     async def cancelled(
         self, call: Call, executor: CallExecutor, abandon_on_cancel: bool, exc: BaseException
