@@ -380,3 +380,69 @@ def test_background_loop_is_shut_down_cleanly_at_exit() -> None:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["main exits", "coroutine cleaned up"]
+
+
+# -- regressions found in review ----------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_nested_submit_result_completes_when_workers_are_free() -> None:
+    """In a nested coroutine, a call that blocks on submit().result() on the same pool completes."""
+    async with ThreadExecutor(4) as executor:
+
+        @async_wrap(executor=executor)
+        def h() -> str:
+            return executor.submit(str.upper, "sub").result(10)
+
+        @sync_wrap
+        async def g() -> str:
+            return await h()
+
+        with anyio.fail_after(10):
+            assert await async_wrap(executor=executor)(g)() == "SUB"
+
+
+@pytest.mark.anyio
+async def test_nested_calls_that_wait_on_each_other_complete() -> None:
+    """Two nested calls where one waits for the other both complete when the pool has room."""
+    async with ThreadExecutor(3) as executor:
+        ready = threading.Event()
+
+        @async_wrap(executor=executor)
+        def consumer() -> str:
+            return "saw it" if ready.wait(10) else "never"
+
+        @async_wrap(executor=executor)
+        def producer() -> None:
+            ready.set()
+
+        @sync_wrap
+        async def g() -> str:
+            results: list[str] = []
+
+            async def consume() -> None:
+                results.append(await consumer())
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(consume)
+                tg.start_soon(producer)
+            return results[0]
+
+        with anyio.fail_after(10):
+            assert await async_wrap(executor=executor)(g)() == "saw it"
+
+
+def test_nested_bridging_from_a_submitted_call_completes() -> None:
+    """ThreadExecutor(1).submit(f), f -> sync_wrap g -> async_wrap h on the same pool, completes."""
+    executor = ThreadExecutor(1)
+
+    @async_wrap(executor=executor)
+    def h(x: int) -> int:
+        return x + 1
+
+    @sync_wrap
+    async def g(x: int) -> int:
+        return await h(x)
+
+    assert executor.submit(g, 1).result(10) == 2
+    executor.shutdown()

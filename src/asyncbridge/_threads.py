@@ -109,7 +109,10 @@ class _FutureCall(Call):
             self.future.set_exception(exc)
 
     def fail(self, exc: BaseException) -> None:
-        self.future.cancel()
+        if isinstance(exc, ExecutorShutdownError):
+            self.future.cancel()  # shutdown(cancel_futures=True), as the stdlib does
+        elif not self.future.done():
+            self.future.set_exception(exc)
         self.drop()
 
 
