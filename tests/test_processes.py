@@ -1119,6 +1119,7 @@ async def worst_ticker_lag(work: Any) -> float:
 
 
 @pytest.mark.anyio
+@pytest.mark.blocking_detector(enabled=False)  # it stalls the loop on purpose, to show the contrast
 async def test_loop_keeps_ticking_during_to_process_but_stalls_inline() -> None:
     """During a CPU-bound to_process call a 10 ms ticker's worst lag stays under 50 ms; the same
     work inline in the coroutine stalls it for the whole call. (Lags count only from tries during
