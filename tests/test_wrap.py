@@ -610,6 +610,7 @@ def _square(x: int) -> int:
     return x * x
 
 
+@pytest.mark.blocking_detector(enabled=False)  # the stdlib pool starts its processes on the caller's thread
 async def test_works_with_a_process_pool_executor() -> None:
     """Any concurrent.futures.Executor works, a ProcessPoolExecutor included."""
     import multiprocessing
