@@ -153,7 +153,7 @@ def _call(fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict
         finally:
             outer.nested = None
     # No loop of our own: a plain thread, or a worker running a submit()ed call.
-    return _Wait(fn, args, kwargs, ctx, executor).run_on_asyncio(_background_loop())
+    return _Wait(fn, args, kwargs, ctx, executor).run_on_asyncio(_background_loop(), ours=True)
 
 
 class _Wait:
@@ -246,12 +246,12 @@ class _Wait:
 
     # -- waiting side -----------------------------------------------------------
 
-    def run_on_asyncio(self, loop: asyncio.AbstractEventLoop) -> Any:
+    def run_on_asyncio(self, loop: asyncio.AbstractEventLoop, *, ours: bool = False) -> Any:
         try:
             loop.call_soon_threadsafe(self._start_asyncio, loop)
         except RuntimeError:
             raise RuntimeError("sync_wrap: the event loop that started this worker is closed") from None
-        return self._serve(loop.is_closed, lambda: loop.call_soon_threadsafe(self.cancel))
+        return self._serve(loop.is_closed, lambda: loop.call_soon_threadsafe(self.cancel), None if ours else _POLL)
 
     def run_on_trio(self, token: Any) -> Any:
         import trio
@@ -270,13 +270,18 @@ class _Wait:
 
         return self._serve(finished, lambda: token.run_sync_soon(self.cancel))
 
-    def _serve(self, loop_gone: Callable[[], bool], cancel_threadsafe: Callable[[], object]) -> Any:
+    def _serve(
+        self, loop_gone: Callable[[], bool], cancel_threadsafe: Callable[[], object], poll: float | None = _POLL
+    ) -> Any:
         """Wait for the coroutine, running the calls it sends to this worker meanwhile."""
         executor: Any = self.executor
         try:
             while True:
                 try:
-                    item = self.queue.get(timeout=_POLL)
+                    # Untimed when the loop is our own background loop, which
+                    # cancels what runs on it (finishing every wait) before it
+                    # stops: a timed get costs a few microseconds per call.
+                    item = self.queue.get() if poll is None else self.queue.get(timeout=poll)
                 except queue.Empty:
                     if loop_gone():
                         raise RuntimeError(
