@@ -1077,25 +1077,37 @@ def test_cpu_bound_calls_run_in_parallel() -> None:
     clean: list[float] = []
     tries: list[str] = []
     least_busy = 1.0
-    with ProcessExecutor(2) as executor:
+    # The control: the stdlib pool on the same work, in the same try. When even it
+    # cannot run two calls at once (a host that lends this VM less than two CPUs
+    # for a while, which no counter here shows), the try says nothing about us.
+    control_pool = cf.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
+    with ProcessExecutor(2) as executor, control_pool:
         list(executor.map(helpers.spin, [1000, 1000]))  # start both workers
-        for _ in range(5):
+        list(control_pool.map(helpers.spin, [1000, 1000]))
+        for _ in range(8):
             with OthersCpu() as serial:
                 for _ in range(4):
                     helpers.spin(steps)
             with OthersCpu() as parallel:
                 list(executor.map(helpers.spin, [steps] * 4, timeout=30))
+            with OthersCpu() as control:
+                list(control_pool.map(helpers.spin, [steps] * 4, timeout=30))
             least_busy = min(least_busy, max(serial.share, parallel.share))
+            control_speedup = serial.wall / control.wall
             tries.append(
                 f"serial {serial.wall:.2f} s (others {serial.share:.0%}), "
-                f"parallel {parallel.wall:.2f} s (others {parallel.share:.0%})"
+                f"parallel {parallel.wall:.2f} s (others {parallel.share:.0%}), "
+                f"stdlib control {control_speedup:.2f}x"
             )
-            if serial.quiet and parallel.quiet:
+            if serial.quiet and parallel.quiet and control_speedup >= 1.8:
                 clean.append(serial.wall / parallel.wall)
                 if max(clean) >= 1.7:
                     break
     if not clean:
-        pytest.skip(f"other processes used at least {least_busy:.0%} of the CPUs during every try")
+        pytest.skip(
+            f"no quiet try: other processes used at least {least_busy:.0%} of the CPUs, or even the "
+            f"stdlib pool could not run two calls at once: {'; '.join(tries)}"
+        )
     assert max(clean) >= 1.7, f"speedups {[round(s, 2) for s in clean]}; tries: {'; '.join(tries)}"
 
 
