@@ -49,17 +49,16 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from importlib import import_module
 from multiprocessing.process import BaseProcess
-from types import TracebackType
 from typing import Any, Protocol, TypeVar, cast
 
-from typing_extensions import ParamSpec, Self
+from typing_extensions import ParamSpec
 
 from . import _process_worker
 from ._exceptions import ExecutorShutdownError, WorkerCrashedError, WorkerStartError
 from ._hub import DONE, DROPPED, PENDING, RUNNING, Call, current_inbox, logger
 from ._process_worker import HEADER_SIZE, PROTOCOL, RAISED, READY, RESULT, START_FAILED
 from ._statistics import ExecutorStatistics
-from ._threads import _ONE_OFF_THREADS, _check_max_workers
+from ._threads import AsyncClosing, _check_max_workers, wait_off_loop
 
 __all__ = ["ProcessExecutor", "to_process"]
 
@@ -1059,7 +1058,7 @@ def _reset_pools_after_fork() -> None:
 # -- the public API ------------------------------------------------------------
 
 
-class ProcessExecutor(cf.Executor):
+class ProcessExecutor(AsyncClosing, cf.Executor):
     """A bounded pool of worker processes for CPU-bound work, awaited from asyncio, uvloop or trio.
 
     It is a :class:`concurrent.futures.Executor` (``submit``, ``map``,
@@ -1242,18 +1241,7 @@ class ProcessExecutor(cf.Executor):
         pool = self._pool
         if pool.all_exited.is_set():
             return
-        await current_inbox().run(Call(pool.all_exited.wait, (), {}, None), _ONE_OFF_THREADS, True)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+        await wait_off_loop(pool.all_exited)
 
     def statistics(self) -> ExecutorStatistics:
         """Return a snapshot of the pool's state: workers, running, queued, totals, waits."""

@@ -116,7 +116,30 @@ class _FutureCall(Call):
         self.drop()
 
 
-class ThreadExecutor(cf.Executor):
+class AsyncClosing:
+    """``async with`` for executors: on exit, ``await self.aclose()``."""
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+async def wait_off_loop(event: threading.Event) -> None:
+    """Wait for ``event`` on a thread of its own, so neither the loop nor a pool slot blocks."""
+    await current_inbox().run(Call(event.wait, (), {}, None), _ONE_OFF_THREADS, True)
+
+
+class ThreadExecutor(AsyncClosing, cf.Executor):
     """A bounded thread pool for awaiting blocking functions from asyncio, uvloop or trio.
 
     It is a :class:`concurrent.futures.Executor` (``submit``, ``map``,
@@ -453,18 +476,7 @@ class ThreadExecutor(cf.Executor):
         self.shutdown(wait=False)
         if self._all_exited.is_set() or threading.get_ident() in self._thread_ids:
             return
-        await current_inbox().run(Call(self._all_exited.wait, (), {}, None), _ONE_OFF_THREADS, True)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+        await wait_off_loop(self._all_exited)
 
     def _run_nested(self, call: Call) -> None:
         """Run, in the calling worker thread, a call delivered by a nested sync_wrap wait."""
