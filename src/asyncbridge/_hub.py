@@ -21,6 +21,7 @@ import sys
 import threading
 from asyncio import events as _asyncio_events
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Call",
     "CallExecutor",
+    "FutureCall",
     "Inbox",
     "Nested",
     "check_cancelled",
@@ -225,6 +227,35 @@ class Call:
             "an abandoned call raised after its caller was cancelled or timed out",
             exc_info=(type(exc), exc, exc.__traceback__),
         )
+
+
+class FutureCall(Call):
+    """A call made through the ``concurrent.futures`` API: its outcome goes to a Future."""
+
+    __slots__ = ("future",)
+
+    def __init__(
+        self,
+        future: Future[Any],
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        ctx: contextvars.Context | None,
+    ) -> None:
+        super().__init__(fn, args, kwargs, ctx)
+        self.future = future
+
+    def finish(self) -> None:
+        if self.state == DROPPED:
+            return
+        self.state = DONE
+        self.fn = self.args = self.kwargs = self.ctx = None  # type: ignore[assignment]
+        exc, result = self.exc, self.result
+        self.exc = self.result = None
+        if exc is None:
+            self.future.set_result(result)
+        else:
+            self.future.set_exception(exc)
 
 
 def _is_cancellation(exc: BaseException) -> bool:

@@ -55,7 +55,7 @@ from typing_extensions import ParamSpec
 
 from . import _process_worker
 from ._exceptions import ExecutorShutdownError, WorkerCrashedError, WorkerStartError
-from ._hub import DONE, DROPPED, PENDING, RUNNING, Call, current_inbox, logger
+from ._hub import DROPPED, PENDING, RUNNING, Call, FutureCall, current_inbox, logger
 from ._process_worker import HEADER_SIZE, PROTOCOL, RAISED, READY, RESULT, START_FAILED
 from ._statistics import ExecutorStatistics
 from ._threads import AsyncClosing, _check_max_workers, wait_off_loop
@@ -418,30 +418,19 @@ def _exit_description(exitcode: int | None) -> str:
 # -- the pool ------------------------------------------------------------------
 
 
-class _FutureCall(Call):
-    """A call made through the ``concurrent.futures`` API: its outcome goes to a Future."""
+class _FutureCall(FutureCall):
+    """A call made through ``submit()``: its outcome goes to a Future."""
 
-    __slots__ = ("future",)
+    __slots__ = ()
 
     def __init__(
         self, future: cf.Future[Any], fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
-        super().__init__(fn, args, kwargs, None)
-        self.future = future
+        super().__init__(future, fn, args, kwargs, None)
 
     def claim(self) -> bool:
         """Mark the Future running (it may be already: a re-queued call); False if it was cancelled."""
         return self.future.running() or self.future.set_running_or_notify_cancel()
-
-    def finish(self) -> None:
-        self.state = DONE
-        self.fn = self.args = self.kwargs = None  # type: ignore[assignment]
-        exc, result = self.exc, self.result
-        self.exc = self.result = None
-        if exc is None:
-            self.future.set_result(result)
-        else:
-            self.future.set_exception(exc)
 
 
 class _Pool:

@@ -26,12 +26,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from typing_extensions import ParamSpec, Self
 
 from ._exceptions import ExecutorShutdownError
-from ._hub import DONE, DROPPED, RUNNING, Call, current_inbox, logger, nested_wait, set_current_executor
+from ._hub import DROPPED, RUNNING, Call, FutureCall, current_inbox, logger, nested_wait, set_current_executor
 from ._statistics import ExecutorStatistics
 
 __all__ = [
@@ -74,39 +74,16 @@ class _Worker:
         self.wait_max = 0.0
 
 
-class _FutureCall(Call):
-    """A call made through the ``concurrent.futures`` API: its outcome goes to a Future."""
+class _FutureCall(FutureCall):
+    """A call made through ``submit()``: cancellable until a worker takes it."""
 
-    __slots__ = ("future",)
-
-    def __init__(
-        self,
-        future: cf.Future[Any],
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        ctx: contextvars.Context,
-    ) -> None:
-        super().__init__(fn, args, kwargs, ctx)
-        self.future = future
+    __slots__ = ()
 
     def execute(self) -> bool | None:
         if not self.future.set_running_or_notify_cancel():
             self.drop()
             return None
         return super().execute()
-
-    def finish(self) -> None:
-        if self.state == DROPPED:
-            return
-        self.state = DONE
-        self.fn = self.args = self.kwargs = self.ctx = None  # type: ignore[assignment]
-        exc, result = self.exc, self.result
-        self.exc = self.result = None
-        if exc is None:
-            self.future.set_result(result)
-        else:
-            self.future.set_exception(exc)
 
     def fail(self, exc: BaseException) -> None:
         if isinstance(exc, ExecutorShutdownError):
