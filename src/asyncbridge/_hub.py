@@ -65,14 +65,14 @@ class Nested(Protocol):
 
     executor: object
 
-    def deliver(self, call: Call, /) -> bool: ...
+    def deliver(self, call: Call, /) -> None: ...
     def cancel(self) -> None: ...
 
 
 # Set, in the context of a coroutine that a worker thread runs through
 # sync_wrap, to what that worker is waiting on: a call that the coroutine makes
-# on the worker's own executor is run by the waiting worker itself, in its
-# slot, so nesting can never exhaust a bounded pool (see _portal.py).
+# on the worker's own executor is offered to the waiting worker as well as
+# queued, so nesting can never exhaust a bounded pool (see _portal.py).
 nested_wait: contextvars.ContextVar[Nested | None] = contextvars.ContextVar("asyncbridge_nested_wait", default=None)
 
 

@@ -194,18 +194,16 @@ class _Wait:
         finally:
             self.queue.put(_FINISHED)
 
-    def deliver(self, call: Call) -> bool:
-        """Queue a call made by the coroutine on the waiting worker's executor (any thread).
+    def deliver(self, call: Call) -> None:
+        """Offer this worker a call the coroutine made on its executor (any thread).
 
-        Returns False once the wait is over (a task the coroutine spawned may
-        outlive it): the executor then runs the call as any other.
+        The call is also in the executor's queue; whoever claims it first runs
+        it. Once the wait is over (a task the coroutine spawned may outlive
+        it), offers are ignored.
         """
         with self._lock:
-            if not self._open:
-                return False
-            call.handle = self
-            self.queue.put(call)
-            return True
+            if self._open:
+                self.queue.put(call)
 
     def cancel(self) -> None:
         """Cancel the coroutine; runs on its loop's thread."""

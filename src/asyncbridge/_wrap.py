@@ -410,6 +410,7 @@ class _ForeignExecutor:
     """Adapts any concurrent.futures.Executor (a process pool, say) to the hand-off."""
 
     __slots__ = ("executor",)
+    _reports = True  # the Future's outcome is the call's; False when call.run() reports itself
 
     def __init__(self, executor: cf.Executor) -> None:
         self.executor = executor
@@ -426,7 +427,7 @@ class _ForeignExecutor:
             raise ExecutorShutdownError(
                 f"{self.executor!r} is shut down; create a new executor to run more calls"
             ) from exc
-        completion = _Completion(call, future, not isinstance(self, _ForeignThreadPool))
+        completion = _Completion(call, future, self._reports)
         call.handle = completion
         future.add_done_callback(completion)
 
@@ -444,6 +445,7 @@ class _ForeignThreadPool(_ForeignExecutor):
     """A ThreadPoolExecutor: run the Call itself in it, for context and check_cancelled."""
 
     __slots__ = ()
+    _reports = False
 
     def _submit(self, call: Call) -> cf.Future[Any]:
         return self.executor.submit(call.run)
