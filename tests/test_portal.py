@@ -12,15 +12,12 @@ import threading
 import anyio
 import pytest
 
+from _sync import wait_thread_event
 from asyncbridge import ThreadExecutor, async_wrap, sync_wrap
 from asyncbridge._hub import _get_running_loop
 from asyncbridge._portal import background_loop_if_started
 
 user: contextvars.ContextVar[str] = contextvars.ContextVar("user", default="nobody")
-
-
-async def wait_thread_event(event: threading.Event) -> None:
-    assert await anyio.to_thread.run_sync(event.wait, 10), "timed out waiting for a worker"
 
 
 def current_loop_identity() -> object:

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import asyncbridge
+from _sync import wait_thread_event
 from asyncbridge import (
     DEFAULT_MAX_THREADS,
     ExecutorShutdownError,
@@ -26,10 +27,6 @@ from asyncbridge import (
 )
 
 tag: contextvars.ContextVar[str] = contextvars.ContextVar("tag", default="none")
-
-
-async def wait_thread_event(event: threading.Event) -> None:
-    assert await anyio.to_thread.run_sync(event.wait, 10), "timed out waiting for a worker"
 
 
 def worker_threads(executor_name: str) -> list[threading.Thread]:

@@ -17,6 +17,7 @@ import anyio
 import pytest
 
 import asyncbridge
+from _sync import wait_thread_event
 from asyncbridge import ThreadExecutor, async_wrap, check_cancelled, to_thread
 
 pytestmark = pytest.mark.anyio
@@ -40,11 +41,6 @@ class Gauge:
     def __exit__(self, *exc: object) -> None:
         with self._lock:
             self.now -= 1
-
-
-async def wait_thread_event(event: threading.Event) -> None:
-    """Wait for a threading.Event without blocking the loop (via anyio, not the code under test)."""
-    assert await anyio.to_thread.run_sync(event.wait, 10), "timed out waiting for a worker"
 
 
 # -- the classic recipe's two tests --------------------------------------------
