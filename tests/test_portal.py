@@ -76,6 +76,43 @@ def test_plain_sync_code_reuses_one_background_loop() -> None:
     assert id(background_loop_if_started()) in loops
 
 
+def test_plain_sync_code_runs_even_the_first_step_in_a_task_on_the_loop_thread() -> None:
+    """Before its first await, the coroutine already runs in a Task, on the background loop's thread."""
+    import asyncio
+
+    @sync_wrap
+    async def first_step() -> tuple[bool, int, int]:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        return task is not None and not task.done(), threading.get_ident(), id(loop)
+
+    in_task, thread, loop = first_step()
+    assert in_task
+    assert thread != threading.get_ident()
+    assert loop == id(background_loop_if_started())
+
+
+def test_plain_sync_code_works_when_the_background_loop_is_in_debug_mode() -> None:
+    """asyncio debug mode checks which thread schedules callbacks; sync_wrap must still work under it."""
+    import asyncio
+
+    @sync_wrap
+    async def double(x: int) -> int:
+        await asyncio.sleep(0)
+        return 2 * x
+
+    assert double(1) == 2  # the background loop exists from here on
+    loop = background_loop_if_started()
+    assert loop is not None
+    loop.call_soon_threadsafe(loop.set_debug, True)
+    try:
+        assert [double(i) for i in range(20)] == [2 * i for i in range(20)]
+        assert loop.get_debug()
+    finally:
+        loop.call_soon_threadsafe(loop.set_debug, False)
+        double(0)  # the reset has run once a call after it completes
+
+
 def test_plain_threads_share_the_background_loop() -> None:
     """Calls from several threads without a loop (a sync web server's threads) use the same background loop."""
 
