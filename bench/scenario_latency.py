@@ -5,14 +5,36 @@ call after another, so nothing overlaps: what is left is the full round trip
 (wake a worker, run, wake the loop, resume the task). Per sample: a fresh
 event loop, 200 warm-up calls (threads started, caches warm), then the mean
 of ``CALLS`` timed calls.
+
+A second table per backend repeats the rows with each sample in a fresh
+interpreter pinned to one CPU before any thread starts. A sequential round
+trip is two thread wake-ups, and on a VM a thread woken on the other CPU can
+take tens of microseconds to run, swinging from minute to minute with the
+hypervisor; pinned, a wake-up is a plain context switch, so the table shows
+what each way's own code costs.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-from _harness import Backend, Candidate, Config, Sample, Section, Table, measure, ratio_check, run_loop
+from _harness import (
+    Backend,
+    Candidate,
+    Config,
+    Sample,
+    Section,
+    Table,
+    child_main,
+    measure,
+    ratio_check,
+    run_child,
+    run_loop,
+)
 from _offload import AB_ASYNC_WRAP, ASYNCIO_TO_THREAD, RAW, TRIO_TO_THREAD, Way, for_backend, ways
 
 NAME = "latency"
@@ -42,16 +64,32 @@ def _sampler(backend: Backend, way: Way, calls: int) -> Callable[[], Sample]:
     return lambda: sample(backend, way, calls)
 
 
+def pinned_child(backend: str, name: str, calls: str) -> Sample:
+    """In a fresh interpreter pinned to one CPU before any thread starts: one sample of one way."""
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    chosen: Backend = "trio" if backend == "trio" else "uvloop" if backend == "uvloop" else "asyncio"
+    way = next(w for w in for_backend(chosen, ways()) if w.name == name)
+    return sample(chosen, way, int(calls))
+
+
+def _pinned_sampler(backend: Backend, way: Way, calls: int) -> Callable[[], Sample]:
+    return lambda: run_child(Path(__file__), backend, way.name, str(calls))
+
+
 def run(cfg: Config) -> Section:
     calls = cfg.size(1000, 300)
     rounds = cfg.rounds_or(9)
+    # Pinned samples each start an interpreter (about half a second): fewer rounds.
+    pinned_rounds = min(rounds, 5) if hasattr(os, "sched_setaffinity") else 0
     section = Section(
         NAME,
         TITLE,
         intro=(
             f"One task awaits `noop()` through each way, {calls:,} times in sequence per sample "
             f"(after {WARMUP} warm-up calls), in a fresh event loop; mean µs per await. "
-            f"{rounds} rounds."
+            f"{rounds} rounds. The pinned tables repeat each way {pinned_rounds} times in fresh "
+            "interpreters pinned to one CPU, which takes the VM's cross-CPU wake-up latency out "
+            "(see the module docstring of bench/scenario_latency.py)."
         ),
     )
     for backend in cfg.backends:
@@ -69,6 +107,29 @@ def run(cfg: Config) -> Section:
             baselines,
         )
         section.tables.append(table)
+        if pinned_rounds:
+            candidates = [Candidate(w.name, _pinned_sampler(backend, w, calls), w.note, w.reference) for w in selection]
+            rows = measure(f"latency/{backend}/pinned", candidates, pinned_rounds, cfg.progress, show="us")
+            pinned = Table(
+                f"Sequential await latency on {backend}, pinned to one CPU",
+                rows,
+                "us",
+                "µs per await",
+                "lower",
+                baselines,
+            )
+            section.tables.append(pinned)
+            base_name = TRIO_TO_THREAD if backend == "trio" else ASYNCIO_TO_THREAD
+            section.checks.append(
+                ratio_check(
+                    f"sequential latency ≤ 0.85 x {base_name} ({backend}, pinned to one CPU: the code's own cost)",
+                    pinned,
+                    AB_ASYNC_WRAP,
+                    base_name,
+                    0.85,
+                    at_least=False,
+                )
+            )
         if backend == "trio":
             section.checks.append(
                 ratio_check(
@@ -92,3 +153,7 @@ def run(cfg: Config) -> Section:
                 )
             )
     return section
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--child"]:
+    child_main(sys.argv[2:], pinned_child)
