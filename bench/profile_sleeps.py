@@ -24,7 +24,6 @@ OS's own limit.
 from __future__ import annotations
 
 import argparse
-import itertools
 import statistics
 import sys
 import threading
@@ -35,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _harness import Backend, run_loop
 from _offload import AB_ASYNC_WRAP, ASYNCIO_TO_THREAD, THREADS, TRIO_TO_THREAD, Way, for_backend, gather_calls, ways
+from scenario_throughput import run_bare_threads
 
 SLEEP = 0.005
 CALLS = 6000
@@ -87,18 +87,8 @@ def sample_way(backend: Backend, way: Way) -> dict[str, float]:
 
 def sample_bare() -> dict[str, float]:
     record = Record()
-    tickets = itertools.count()
-
-    def work() -> None:
-        while next(tickets) < CALLS:
-            record.nap()
-
-    threads = [threading.Thread(target=work) for _ in range(THREADS)]
     begin = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_bare_threads(CALLS, record.nap)
     return decompose(record.spans, begin, time.perf_counter())
 
 

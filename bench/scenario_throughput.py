@@ -134,25 +134,30 @@ def _sleep_overshoot(n: int = 100) -> float:
     return (time.perf_counter() - start) / n
 
 
+def run_bare_threads(n: int, fn: Callable[[], None]) -> float:
+    """Seconds for 40 plain threads to make ``n`` calls of ``fn`` between them: no event loop, no hand-off."""
+    tickets = itertools.count()  # shared, so a thread delayed by the OS leaves its work to others
+
+    def work() -> None:
+        while next(tickets) < n:
+            fn()
+
+    threads = [threading.Thread(target=work) for _ in range(THREADS)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - start
+
+
 def _bare_threads(n: int) -> Callable[[], Sample]:
-    """The ceiling: 40 plain threads taking n sleeps from a shared counter, no event loop, no hand-off."""
+    """The ceiling: 40 plain threads taking n sleeps from a shared counter."""
     ideal = n * SLEEP / THREADS
 
     def one() -> Sample:
         span = Span()
-        tickets = itertools.count()  # shared, so a thread delayed by the OS leaves its work to others
-
-        def work() -> None:
-            while next(tickets) < n:
-                span.nap()
-
-        threads = [threading.Thread(target=work) for _ in range(THREADS)]
-        start = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        seconds = time.perf_counter() - start
+        seconds = run_bare_threads(n, span.nap)
         return span.sample(ideal, seconds)
 
     return one
