@@ -480,3 +480,169 @@ def test_nested_bridging_from_a_submitted_call_completes() -> None:
 
     assert executor.submit(g, 1).result(10) == 2
     executor.shutdown()
+
+
+# -- trio: the host tasks that run sync_wrap coroutines ------------------------------------------
+
+
+def test_trio_reused_host_task_gives_each_call_its_own_context_and_name() -> None:
+    """On trio, sequential calls from one worker each see their own context, and the task bears the function's name."""
+    trio = pytest.importorskip("trio")
+    from asyncbridge import to_thread
+
+    seen: list[tuple[str, str]] = []
+    tasks: list[object] = []
+
+    @sync_wrap
+    async def record() -> None:
+        tasks.append(trio.lowlevel.current_task())
+        seen.append((user.get(), trio.lowlevel.current_task().name))
+        user.set("set by the coroutine")  # must not leak into the next call
+
+    def worker() -> None:
+        for name in ("first", "second", "third"):
+            user.set(name)
+            record()
+
+    async def main() -> None:
+        with trio.fail_after(10):
+            await to_thread(worker)
+
+    trio.run(main)
+    name = f"{__name__}.{record.__wrapped__.__qualname__}"  # type: ignore[attr-defined]
+    assert seen == [("first", name), ("second", name), ("third", name)]
+    assert tasks[0] is tasks[1] is tasks[2], "sequential calls reuse one task instead of spawning one each"
+
+
+def test_trio_cancelling_a_call_on_a_reused_host_cancels_it_and_later_calls_still_work() -> None:
+    """On trio, the caller's cancellation reaches a coroutine on a reused host; the next caller's calls run normally."""
+    trio = pytest.importorskip("trio")
+    from asyncbridge import to_thread
+
+    entered = threading.Event()
+    cleaned = threading.Event()
+    outcome: list[str] = []
+
+    @sync_wrap
+    async def quick(x: int) -> int:
+        return x * 2
+
+    @sync_wrap
+    async def forever() -> None:
+        entered.set()
+        try:
+            await trio.sleep_forever()
+        finally:
+            cleaned.set()
+
+    def legacy() -> None:
+        outcome.append(f"warm-up {quick(1)}")
+        try:
+            forever()
+        except trio.Cancelled:
+            outcome.append("cancelled")
+            raise
+
+    async def main() -> None:
+        with trio.fail_after(10):
+            with trio.CancelScope() as scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(to_thread, legacy)
+                    await wait_thread_event(entered)
+                    scope.cancel()
+            await wait_thread_event(cleaned)
+            assert await to_thread(lambda: [quick(i) for i in range(3)]) == [0, 2, 4]
+
+    trio.run(main)
+    assert outcome == ["warm-up 2", "cancelled"]
+
+
+def test_trio_a_late_cancel_of_a_finished_call_does_not_reach_the_next_one() -> None:
+    """On trio, cancelling a sync_wrap call that is already over leaves the next call on the same task alone."""
+    trio = pytest.importorskip("trio")
+    from asyncbridge import to_thread
+    from asyncbridge._hub import nested_wait
+    from asyncbridge._portal import _Wait
+
+    waits: list[object] = []
+
+    @sync_wrap
+    async def first() -> None:
+        waits.append(nested_wait.get())
+
+    @sync_wrap
+    async def second() -> str:
+        stale = waits[0]
+        assert isinstance(stale, _Wait)
+        stale.cancel()  # on the loop thread, as a cancelled caller would
+        await trio.sleep(0)
+        return "not cancelled"
+
+    def worker() -> str:
+        first()
+        return second()
+
+    async def main() -> str:
+        with trio.fail_after(10):
+            return await to_thread(worker)
+
+    assert trio.run(main) == "not cancelled"
+
+
+def test_trio_concurrent_calls_from_several_workers_run_at_once() -> None:
+    """On trio, sync_wrap calls from several workers run concurrently, each in its own task."""
+    trio = pytest.importorskip("trio")
+    from asyncbridge import to_thread
+
+    workers = 4
+    names: list[str] = []
+
+    async def main() -> list[tuple[int, int]]:
+        all_in = trio.Event()
+        arrived = 0
+
+        @sync_wrap
+        async def meet(i: int) -> int:
+            nonlocal arrived
+            arrived += 1
+            if arrived == workers:
+                all_in.set()
+            await all_in.wait()  # returns only once every worker's coroutine runs at the same time
+            names.append(trio.lowlevel.current_task().name)
+            return i
+
+        @sync_wrap
+        async def again(i: int) -> int:
+            return -i
+
+        results: list[tuple[int, int]] = []
+
+        async def one(i: int) -> None:
+            results.append(await to_thread(lambda: (meet(i), again(i))))
+
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                for i in range(workers):
+                    nursery.start_soon(one, i)
+        return sorted(results)
+
+    assert trio.run(main) == [(i, -i) for i in range(workers)]
+    assert len(names) == workers and all(name.endswith(".meet") for name in names)
+
+
+def test_trio_runs_one_after_another_in_one_thread_each_run_their_calls() -> None:
+    """On trio, a second trio.run in the same thread runs sync_wrap calls on its own tasks, not the ended run's."""
+    trio = pytest.importorskip("trio")
+    from asyncbridge import to_thread
+
+    @sync_wrap
+    async def token() -> object:
+        return trio.lowlevel.current_trio_token()
+
+    async def main() -> tuple[object, object]:
+        with trio.fail_after(10):
+            return await to_thread(lambda: (token(), token())), trio.lowlevel.current_trio_token()
+
+    for _ in range(2):
+        (first, second), own = trio.run(main)
+        assert first is second is own

@@ -251,19 +251,19 @@ class _Wait:
         self._cancel = task.cancel
         loop.call_soon_threadsafe(_wake)
 
-    async def _trio_body(self) -> None:
+    async def _trio_body(self, scope: Any) -> None:
+        """Run the coroutine in a trio host task (see _backends/_trio.py) whose cancel scope is ``scope``.
+
+        ``cancel`` cancels ``scope`` only while this coroutine runs: the host
+        goes on to other jobs afterwards, and a late cancel must not reach them.
+        """
         import trio
 
-        with trio.CancelScope() as scope:
-            self._cancel = scope.cancel
-            if self.cancel_requested:
-                scope.cancel()
-            await self._body(trio.lowlevel.checkpoint_if_cancelled)
-
-    def _start_trio(self) -> None:
-        import trio
-
-        trio.lowlevel.spawn_system_task(self._trio_body, name=self.fn, context=self.ctx)
+        self._cancel = scope.cancel
+        if self.cancel_requested:
+            scope.cancel()
+        await self._body(trio.lowlevel.checkpoint_if_cancelled)  # never raises
+        self._cancel = None
 
     # -- waiting side -----------------------------------------------------------
 
@@ -280,8 +280,14 @@ class _Wait:
     def run_on_trio(self, token: Any) -> Any:
         import trio
 
+        outer = current_call()
+        inbox: Any = None if outer is None else outer.inbox
+        if getattr(inbox, "token", None) is not token:  # not the inbox of this worker's caller
+            from ._backends._trio import TrioInbox
+
+            inbox = TrioInbox(token)
         try:
-            token.run_sync_soon(self._start_trio)
+            inbox.submit_job(self, self.fn)
         except trio.RunFinishedError:
             raise RuntimeError("sync_wrap: the trio run that started this worker has finished") from None
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextvars
+import functools
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
+import outcome
 import trio
 
 from .._hub import Call, CallExecutor
@@ -19,6 +22,74 @@ _Abort = trio.lowlevel.Abort
 _reschedule = trio.lowlevel.reschedule
 _current_task = trio.lowlevel.current_task
 _wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
+_spawn_system_task = trio.lowlevel.spawn_system_task
+_Value = outcome.Value
+
+_MAX_IDLE_HOSTS = 64  # idle host tasks kept per run; more than that exit when done
+_IDLE_NAME = "asyncbridge.sync_wrap (idle)"
+
+
+def task_name(fn: object) -> str:
+    """The name ``spawn_system_task(fn)`` gives its task: the function's module and qualified name."""
+    if isinstance(fn, functools.partial):
+        fn = fn.func
+    try:
+        return f"{fn.__module__}.{fn.__qualname__}"  # type: ignore[attr-defined]
+    except AttributeError:
+        return repr(fn)
+
+
+class Job(Protocol):
+    """A coroutine that a worker thread asked to run on this trio run (a sync_wrap call)."""
+
+    ctx: contextvars.Context
+
+    async def _trio_body(self, scope: trio.CancelScope, /) -> None: ...
+
+
+class _Host:
+    """A system task that runs sync_wrap coroutines one after another.
+
+    Spawning a task and entering a cancel scope for every call cost more loop
+    time than the coroutine of a trivial call: a host is a system task that,
+    once its job is done, waits to be rescheduled with the next one, which then
+    runs in the job's context under the task's name. Its one cancel scope, for
+    its whole life, is what a job's cancellation cancels; a host whose scope
+    was cancelled exits after that job instead of taking another.
+    """
+
+    __slots__ = ("abort", "idle_context", "inbox", "task")
+
+    def __init__(self, inbox: TrioInbox, task: trio.lowlevel.Task) -> None:
+        self.inbox = inbox
+        self.task = task
+        self.abort = self._abort  # one bound method for every idle wait
+        # What the task runs in while idle: nothing of a finished job. Its own:
+        # a Context can be entered by one thread at a time, and runs in other
+        # threads have hosts too.
+        self.idle_context = contextvars.Context()
+
+    def _abort(self, raise_cancel: Callable[[], NoReturn]) -> trio.lowlevel.Abort:
+        # Only while idle: the run is ending (the system nursery is cancelled).
+        idle = self.inbox._idle
+        if self in idle:
+            idle.remove(self)
+        return _Abort.SUCCEEDED
+
+
+async def _host(inbox: TrioInbox, job: Job) -> None:
+    task = _current_task()
+    host = _Host(inbox, task)
+    idle = inbox._idle
+    with trio.CancelScope() as scope:
+        while True:
+            await job._trio_body(scope)
+            if scope.cancel_called or len(idle) >= _MAX_IDLE_HOSTS:
+                return
+            task.context = host.idle_context  # let go of the job's context
+            task.name = _IDLE_NAME
+            idle.append(host)
+            job = await _wait_task_rescheduled(host.abort)
 
 
 async def _wait_then_cancel(call: Call, abort: Callable[[Callable[[], NoReturn]], trio.lowlevel.Abort]) -> None:
@@ -42,13 +113,14 @@ class TrioInbox:
     drain, so the two never race.
     """
 
-    __slots__ = ("_items", "_run_sync_soon", "_scheduled", "token")
+    __slots__ = ("_idle", "_items", "_run_sync_soon", "_scheduled", "token")
 
     def __init__(self, token: trio.lowlevel.TrioToken) -> None:
         self.token = token
         self._items: deque[Any] = deque()
         self._scheduled = False
         self._run_sync_soon = token.run_sync_soon
+        self._idle: list[_Host] = []  # host tasks waiting for a sync_wrap job
 
     def push(self, item: Call | Grant) -> None:
         self._items.append(item)
@@ -74,6 +146,25 @@ class TrioInbox:
                 task = item.waiter
                 item.waiter = None
                 _reschedule(task)
+
+    def submit_job(self, job: Job, fn: object) -> None:
+        """From a worker thread: run ``job`` soon, in a task named after ``fn``.
+
+        Raises:
+            trio.RunFinishedError: the run is over.
+        """
+        self._run_sync_soon(self.start_job, job, task_name(fn))
+
+    def start_job(self, job: Job, name: str) -> None:
+        """Run ``job`` in a system task named ``name``: an idle host if there is one; on the trio thread."""
+        idle = self._idle
+        if idle:
+            task = idle.pop().task
+            task.context = job.ctx  # applies from the task's next step on
+            task.name = name
+            _reschedule(task, _Value(job))
+        else:
+            _spawn_system_task(_host, self, job, name=name, context=job.ctx)
 
     def start(self, call: Call, executor: CallExecutor, abandon_on_cancel: bool) -> Awaitable[object]:
         """Submit ``call`` and return what to await; trio's cancellation is settled in ``abort``."""
