@@ -92,6 +92,42 @@ async def _host(inbox: TrioInbox, job: Job) -> None:
             job = await _wait_task_rescheduled(host.abort)
 
 
+class _WaitOnCancel:
+    """The abort callback of one call's await (abandon_on_cancel=False); runs on the trio thread.
+
+    One small object per await rather than a closure over the call (a function,
+    its cells and their tuple): the await path's only allocation of its own.
+    """
+
+    __slots__ = ("call", "executor")
+    abandon = False
+
+    def __init__(self, call: Call, executor: CallExecutor) -> None:
+        self.call = call
+        self.executor = executor
+
+    def __call__(self, raise_cancel: Callable[[], NoReturn]) -> trio.lowlevel.Abort:
+        call = self.call
+        if self.executor._drop_call(call):
+            call.abandoned = True
+            return _Abort.SUCCEEDED
+        call.raise_cancel = raise_cancel
+        nested = call.nested
+        if nested is not None:
+            nested.cancel()  # the coroutine the worker is waiting on goes too
+        if self.abandon:
+            call.abandoned = True
+            return _Abort.SUCCEEDED
+        return _Abort.FAILED  # the drain reschedules us once the worker is done
+
+
+class _AbandonOnCancel(_WaitOnCancel):
+    """The abort callback for abandon_on_cancel=True: the await ends at once."""
+
+    __slots__ = ()
+    abandon = True
+
+
 async def _wait_then_cancel(call: Call, abort: Callable[[Callable[[], NoReturn]], trio.lowlevel.Abort]) -> None:
     """abandon_on_cancel=False: after waiting out the worker, deliver the cancellation.
 
@@ -176,22 +212,9 @@ class TrioInbox:
             call.drop()  # gives back a limit slot it may hold
             raise
 
-        def abort(raise_cancel: Callable[[], NoReturn]) -> trio.lowlevel.Abort:
-            if executor._drop_call(call):
-                call.abandoned = True
-                return _Abort.SUCCEEDED
-            call.raise_cancel = raise_cancel
-            nested = call.nested
-            if nested is not None:
-                nested.cancel()  # the coroutine the worker is waiting on goes too
-            if abandon_on_cancel:
-                call.abandoned = True
-                return _Abort.SUCCEEDED
-            return _Abort.FAILED  # the drain reschedules us once the worker is done
-
         if abandon_on_cancel:
-            return _wait_task_rescheduled(abort)
-        return _wait_then_cancel(call, abort)
+            return _wait_task_rescheduled(_AbandonOnCancel(call, executor))
+        return _wait_then_cancel(call, _WaitOnCancel(call, executor))
 
     async def cancelled(
         self, call: Call, executor: CallExecutor, abandon_on_cancel: bool, exc: BaseException
