@@ -742,3 +742,44 @@ async def test_generator_aclose_waits_for_its_cleanup() -> None:
     assert await gen.__anext__() == 1
     await gen.aclose()
     assert closed == [True]
+
+
+# -- trio: finding the run's inbox -----------------------------------------------------------------
+
+
+def test_trio_runs_in_turn_and_in_parallel_threads_each_get_their_own_inbox() -> None:
+    """On trio, every run (one after another in a thread, or at once in two threads) gets results on its own inbox."""
+    trio = pytest.importorskip("trio")
+    from asyncbridge._hub import current_inbox
+
+    async def main(tag: str) -> list[str]:
+        with trio.fail_after(10):
+            token = trio.lowlevel.current_trio_token()  # before the first lookup, which then must not trust a stale one
+            assert current_inbox().token is token
+            assert current_inbox() is current_inbox()
+            results: list[str] = []
+
+            async def one(i: int) -> None:
+                results.append(await to_thread(lambda: f"{tag}-{i}"))
+
+            async with trio.open_nursery() as nursery:
+                for i in range(20):
+                    nursery.start_soon(one, i)
+            return sorted(results)
+
+    def runs(tag: str, out: list[list[str]]) -> None:
+        for n in range(3):
+            out.append(trio.run(main, f"{tag}{n}"))
+
+    other: list[list[str]] = []
+    thread = threading.Thread(target=runs, args=("other", other))
+    thread.start()
+    mine: list[list[str]] = []
+    runs("mine", mine)
+    thread.join(30)
+    for tag, out in (("mine", mine), ("other", other)):
+        assert out == [sorted(f"{tag}{n}-{i}" for i in range(20)) for n in range(3)]
+    coro = to_thread(int)  # after the runs, this thread has no loop again
+    with pytest.raises(RuntimeError, match="no running event loop"):
+        coro.send(None)
+    coro.close()

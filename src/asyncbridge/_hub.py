@@ -281,6 +281,11 @@ _local = _Local()
 
 _get_running_loop = _asyncio_events._get_running_loop
 
+# trio's per-thread run state, whose ``runner.trio_token`` is what
+# trio.lowlevel.current_trio_token() returns; set at the first trio lookup, and
+# left None if this trio version does not have it where expected.
+_trio_run_context: Any = None
+
 
 def current_call() -> Call | None:
     """The call this worker thread is running for an event loop, if any."""
@@ -325,6 +330,7 @@ def current_inbox() -> AsyncioInbox | TrioInbox:
     Raises:
         RuntimeError: no asyncio loop or trio run is active in this thread.
     """
+    global _trio_run_context
     loop = _get_running_loop()
     local = _local
     if loop is not None:
@@ -336,6 +342,18 @@ def current_inbox() -> AsyncioInbox | TrioInbox:
         local.loop = loop
         local.inbox = new = AsyncioInbox(loop)
         return new
+    run_context = _trio_run_context
+    if run_context is not None:
+        # What current_trio_token() reads, without its three calls: the token of
+        # this thread's run (created by the first lookup in the run, below).
+        try:
+            token = run_context.runner.trio_token
+        except AttributeError:  # not in a trio run
+            pass
+        else:
+            if token is not None and local.loop is token:
+                trio_inbox: TrioInbox = local.inbox
+                return trio_inbox
     trio = sys.modules.get("trio")
     if trio is not None:
         try:
@@ -344,10 +362,11 @@ def current_inbox() -> AsyncioInbox | TrioInbox:
             pass
         else:
             if local.loop is token:
-                trio_inbox: TrioInbox = local.inbox
+                trio_inbox = local.inbox
                 return trio_inbox
-            from ._backends._trio import TrioInbox
+            from ._backends._trio import TrioInbox, run_context_of
 
+            _trio_run_context = run_context_of(token)
             local.loop = token
             local.inbox = new_trio = TrioInbox(token)
             return new_trio

@@ -29,6 +29,21 @@ _MAX_IDLE_HOSTS = 64  # idle host tasks kept per run; more than that exit when d
 _IDLE_NAME = "asyncbridge.sync_wrap (idle)"
 
 
+def run_context_of(token: trio.lowlevel.TrioToken) -> object:
+    """trio's per-thread run state, if it is where trio 0.25 to 0.35 keep it and its run's token is ``token``.
+
+    Reading ``.runner.trio_token`` from it finds the current run's token without
+    calling current_trio_token(): see current_inbox. None otherwise, and the
+    lookup keeps calling current_trio_token().
+    """
+    run_context = getattr(getattr(trio, "_core", None), "_run", None)
+    run_context = getattr(run_context, "GLOBAL_RUN_CONTEXT", None)
+    runner = getattr(run_context, "runner", None)
+    if getattr(runner, "trio_token", None) is not token:
+        return None
+    return run_context
+
+
 def task_name(fn: object) -> str:
     """The name ``spawn_system_task(fn)`` gives its task: the function's module and qualified name."""
     if isinstance(fn, functools.partial):
