@@ -627,7 +627,8 @@ def test_trio_concurrent_calls_from_several_workers_run_at_once() -> None:
         return sorted(results)
 
     assert trio.run(main) == [(i, -i) for i in range(workers)]
-    assert len(names) == workers and all(name.endswith(".meet") for name in names)
+    assert len(names) == workers
+    assert all(name.endswith(".meet") for name in names)
 
 
 def test_trio_runs_one_after_another_in_one_thread_each_run_their_calls() -> None:
