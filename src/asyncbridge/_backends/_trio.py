@@ -30,7 +30,7 @@ _IDLE_NAME = "asyncbridge.sync_wrap (idle)"
 
 
 def run_context_of(token: trio.lowlevel.TrioToken) -> object:
-    """trio's per-thread run state, if it is where trio 0.25 to 0.35 keep it and its run's token is ``token``.
+    """trio's per-thread run state, if it is in ``trio._core._run`` (as in trio 0.35) and its run's token is ``token``.
 
     Reading ``.runner.trio_token`` from it finds the current run's token without
     calling current_trio_token(): see current_inbox. None otherwise, and the
