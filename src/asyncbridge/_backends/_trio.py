@@ -1,4 +1,4 @@
-"""The trio side of the hand-off: park a task, wake it from any thread."""
+"""The trio side of the hand-off: park a task, wake it from any thread; and the tasks that run sync_wrap coroutines."""
 
 from __future__ import annotations
 
