@@ -49,6 +49,8 @@ _START_FROM_CALLER = sys.version_info < (3, 12)  # see _Wait._start_from_caller
 
 def _wake() -> None:
     """Nothing: a callback whose only job is to wake the loop (see _Wait._start_from_caller)."""
+
+
 _POLL = 1.0  # seconds between checks that the loop we wait on is still alive
 
 
