@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import multiprocessing
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -192,6 +193,22 @@ def child(name: str) -> Sample:
     return {"cold_ms": 1000 * run_loop("asyncio", main)}
 
 
+def pinned_warm(name: str, warm_calls: str) -> Sample:
+    """In a fresh interpreter pinned to one CPU (its workers inherit it): the warm per-call latency alone."""
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    pool = _pool(name)
+
+    async def main() -> float:
+        async with pool.open() as run:
+            await asyncio.gather(*[run(echo, i) for i in range(20)])
+            start = time.perf_counter()
+            for i in range(int(warm_calls)):
+                await run(echo, i)
+            return (time.perf_counter() - start) / int(warm_calls)
+
+    return {"warm_us": 1e6 * run_loop("asyncio", main)}
+
+
 def warm_and_cpu(pool: Pool, iterations: int, warm_calls: int) -> Sample:
     async def main() -> Sample:
         async with pool.open() as run:
@@ -260,6 +277,41 @@ def run(cfg: Config) -> Section:
         digits=2,
     )
     section.tables += [cold_table, warm_table, cpu_table]
+    if hasattr(os, "sched_setaffinity"):
+        pinned = measure(
+            "process/warm-pinned",
+            [Candidate(p.name, _pinned_sampler(p, warm_calls), p.note) for p in POOLS],
+            rounds,
+            cfg.progress,
+            show="warm_us",
+        )
+        pinned_table = Table(
+            "Warm per-call latency, pinned to one CPU (workers included)",
+            pinned,
+            "warm_us",
+            "µs per call",
+            "lower",
+            (FORK, ANYIO),
+            description=(
+                "Each sample in a fresh interpreter pinned to one CPU, so its workers are too: a "
+                "call's wake-ups are plain context switches, and the table measures each pool's own "
+                "code. asyncbridge reads replies on a manager thread, a wake-up more per call than "
+                "anyio, which reads them on the loop; unpinned, on this VM, that wake-up is what "
+                "separates the two."
+            ),
+        )
+        section.tables.append(pinned_table)
+        for ours in (AB_EXECUTOR, AB_TO_PROCESS):
+            section.checks.append(
+                ratio_check(
+                    f"warm process call ≤ anyio to_process ({ours}, pinned to one CPU)",
+                    pinned_table,
+                    ours,
+                    ANYIO,
+                    1.0,
+                    at_least=False,
+                )
+            )
     for ours in (AB_EXECUTOR, AB_TO_PROCESS):
         section.checks.append(
             ratio_check(f"warm process call ≤ anyio to_process ({ours})", warm_table, ours, ANYIO, 1.0, at_least=False)
@@ -284,6 +336,10 @@ def _cold_sampler(pool: Pool) -> Callable[[], Sample]:
     return lambda: run_child(Path(__file__), pool.name)
 
 
+def _pinned_sampler(pool: Pool, warm_calls: int) -> Callable[[], Sample]:
+    return lambda: run_child(Path(__file__), pool.name, str(warm_calls))
+
+
 def _warm_sampler(pool: Pool, iterations: int, warm_calls: int) -> Callable[[], Sample]:
     def sample() -> Sample:
         try:
@@ -294,9 +350,9 @@ def _warm_sampler(pool: Pool, iterations: int, warm_calls: int) -> Callable[[], 
     return sample
 
 
-def _child_entry(name: str) -> Sample:
+def _child_entry(name: str, warm_calls: str = "") -> Sample:
     try:
-        return child(name)
+        return pinned_warm(name, warm_calls) if warm_calls else child(name)
     except NotImplementedError as exc:
         raise NotAvailable(str(unavailable_if_missing(exc))) from exc
 

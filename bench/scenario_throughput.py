@@ -166,7 +166,7 @@ def _bare_threads(n: int) -> Callable[[], Sample]:
 def run(cfg: Config) -> Section:
     trivial = cfg.size(10_000, 3_000)
     sleeps = cfg.size(6_000, 2_400)
-    trivial_rounds = cfg.rounds_or(5)
+    trivial_rounds = cfg.rounds_or(9)  # its ratios swing between runs: 5 rounds were too few
     sleep_rounds = cfg.rounds_or(3)
     overshoot = _sleep_overshoot()
     section = Section(
