@@ -1173,3 +1173,168 @@ def test_all_names_are_exported() -> None:
     assert asyncbridge.ProcessExecutor is ProcessExecutor
     assert asyncbridge.to_process is to_process
     assert ProcessExecutor.__module__ == "asyncbridge"
+
+
+# -- replies read on the awaiting loop (asyncio, uvloop) --------------------------------
+
+
+def _worker_of(executor: ProcessExecutor, pid: int) -> Any:
+    return next(worker for worker in executor._pool.workers if worker.pid == pid)
+
+
+async def _until(predicate: Any, timeout: float = 10) -> None:
+    with anyio.fail_after(timeout):
+        while not predicate():
+            await anyio.sleep(0.01)
+
+
+@pytest.mark.anyio
+async def test_replies_are_decoded_on_the_awaiting_asyncio_loop_not_the_manager(
+    anyio_backend_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On asyncio and uvloop a call that finds an idle worker has its reply read and decoded
+    by the awaiting loop itself (no hop through the manager thread); on trio, by the manager."""
+    decoded_in: list[str] = []
+    loads = pickle.loads
+
+    def recording_loads(data: Any, /, **kwargs: Any) -> Any:
+        decoded_in.append(threading.current_thread().name)
+        return loads(data, **kwargs)
+
+    async with ProcessExecutor(2) as executor:
+        await executor.run(helpers.add, 0)  # a worker is ready
+        monkeypatch.setattr(pickle, "loads", recording_loads)
+        assert [await executor.run(helpers.add, i, 1) for i in range(20)] == list(range(1, 21))
+        with pytest.raises(ValueError, match="boom"):
+            await executor.run(helpers.raise_value_error, "boom")
+        monkeypatch.undo()
+        stats = executor.statistics()
+        assert (stats.running, stats.completed, stats.failed) == (0, 22, 1)
+    expected = "asyncbridge-process-manager" if anyio_backend_name == "trio" else threading.current_thread().name
+    assert decoded_in
+    assert set(decoded_in) == {expected}
+
+
+@pytest.mark.anyio
+async def test_worker_killed_while_its_call_is_read_on_the_loop_fails_it_and_closes_its_pipe() -> None:
+    """A worker killed mid-call whose reply pipe the loop watches fails the call with
+    WorkerCrashedError at once; the loop stops watching the pipe and it is closed."""
+    async with ProcessExecutor(1) as executor, rendezvous() as meeting:
+        await executor.run(helpers.add, 0)  # a worker is ready: the call starts at once on it
+        async with anyio.create_task_group() as tg:
+            outcome: list[BaseException] = []
+
+            async def doomed() -> None:
+                try:
+                    await executor.run(helpers.report_and_wait, meeting.port)
+                except WorkerCrashedError as exc:
+                    outcome.append(exc)
+
+            tg.start_soon(doomed)
+            conn, pid = await meeting.started()
+            worker = _worker_of(executor, pid)
+            os.kill(pid, signal.SIGKILL)
+            with anyio.fail_after(10):
+                await meeting.closed(conn)
+        assert len(outcome) == 1
+        assert "killed by signal 9" in str(outcome[0])
+        await _until(lambda: worker.loop is None and not worker.reply_closing)
+        with pytest.raises(OSError):
+            os.fstat(worker.reply_fd)  # closed (and no other fd was opened since)
+        assert await executor.run(helpers.add, 2, 3) == 5
+        stats = executor.statistics()
+        assert (stats.running, stats.failed) == (0, 1)
+
+
+@pytest.mark.anyio
+async def test_worker_killed_while_the_loop_reads_a_large_reply_fails_the_call() -> None:
+    """A worker killed while its reply is half read (the rest taken over by the manager)
+    fails the call with WorkerCrashedError; nothing hangs, later calls run."""
+    async with ProcessExecutor(1) as executor:
+        pid = await executor.run(helpers.getpid)
+        worker = _worker_of(executor, pid)
+        killed = threading.Event()
+
+        def kill_mid_reply() -> None:
+            deadline = time.monotonic() + 20
+            while worker.large is None and time.monotonic() < deadline:
+                time.sleep(0.0002)
+            os.kill(pid, signal.SIGKILL)
+            killed.set()
+
+        killer = threading.Thread(target=kill_mid_reply)
+        killer.start()
+        try:
+            with pytest.raises(WorkerCrashedError), anyio.fail_after(30):
+                await executor.run(helpers.return_argument, b"x" * (32 << 20))
+        finally:
+            killer.join()
+        assert killed.is_set()
+        await _until(lambda: worker.loop is None and not worker.reply_closing)
+        assert await executor.run(helpers.add, 1, 1) == 2
+
+
+@pytest.mark.anyio
+async def test_cancelled_call_read_on_the_loop_stops_watching_its_pipe() -> None:
+    """Cancelling a call whose reply the loop was to read removes the loop's reader at once."""
+    async with ProcessExecutor(1) as executor, rendezvous() as meeting:
+        await executor.run(helpers.add, 0)
+        with anyio.move_on_after(20) as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(executor.run, helpers.report_and_wait, meeting.port)
+                conn, pid = await meeting.started()
+                worker = _worker_of(executor, pid)
+                tg.cancel_scope.cancel()
+        assert not scope.cancelled_caught
+        assert worker.loop is None  # removed in the cancelled call's own thread, at once
+        assert await meeting.closed(conn)
+        assert [await executor.run(helpers.add, i) for i in range(3)] == [0, 1, 2]
+
+
+def _new_loop(kind: str) -> asyncio.AbstractEventLoop:
+    if kind == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+@pytest.mark.parametrize("kind", ["asyncio", "uvloop"])
+def test_a_loop_closed_while_it_was_to_read_a_reply_does_not_hold_the_worker(kind: str) -> None:
+    """A loop closed (without cancelling) while a call's reply was to be read on it: the
+    manager takes the pipe over, the worker is freed and later calls run on it."""
+    with ProcessExecutor(1) as executor:
+        loop = _new_loop(kind)
+        try:
+            loop.run_until_complete(executor.run(helpers.add, 0))  # a worker is ready
+            loop.run_until_complete(executor.run(helpers.add, 0))  # its reply was read on the loop
+            task = loop.create_task(executor.run(time.sleep, 0.2))
+            loop.run_until_complete(asyncio.sleep(0.05))  # the call runs, the loop watches its pipe
+            assert executor.statistics().running == 1
+        finally:
+            loop.close()
+        del task
+        assert executor.submit(helpers.add, 1, 2).result(10) == 3
+        assert executor.statistics().running == 0
+
+
+@pytest.mark.parametrize("kind", ["asyncio", "uvloop"])
+def test_shutdown_wait_blocking_the_loop_that_reads_a_reply_does_not_deadlock(kind: str) -> None:
+    """``with ProcessExecutor()`` left on the loop thread while a call's reply was to be read
+    on that (now blocked) loop: the manager reads it, the worker exits, the call completes."""
+
+    async def main() -> object:
+        with ProcessExecutor(1) as executor:
+            await executor.run(helpers.add, 0)
+            await executor.run(helpers.add, 0)
+            task = asyncio.ensure_future(executor.run(helpers.add, 4, 5))
+            await asyncio.sleep(0)  # started: the loop watches its worker's pipe
+            started = time.monotonic()
+        assert time.monotonic() - started < 5  # shutdown(wait=True) returned
+        return await task
+
+    loop = _new_loop(kind)
+    try:
+        assert loop.run_until_complete(main()) == 9
+    finally:
+        loop.close()

@@ -21,6 +21,18 @@ Design, from the peers' faults (docs/processes.md tells the user's side):
 - A caller that finds an idle worker writes the call to it straight away (no
   thread hop); idle workers form a stack, so the most recently used runs the
   next call and the others can reach their idle timeout.
+- A call awaited on an asyncio (or uvloop) loop that finds an idle worker has
+  its reply read, decoded and delivered by that loop itself (``add_reader`` on
+  the worker's reply pipe): a round trip wakes two threads, not three. One
+  reader owns a reply pipe at a time (``_Worker.owner``: the manager, a loop,
+  or nobody while the worker is idle), changed under the pool lock. A loop
+  reads only under the lock and while it owns the pipe, so the manager can
+  take a pipe over at any moment (the worker exited, the loop closed,
+  shutdown) with no frame read in part by both. Only the manager takes a pipe
+  from the manager (when the call ends), so its own reads need no lock. A
+  loop's registration is removed only in its own thread, so a pipe it still
+  watches is closed there too. Everything else (pidfds, starts, stops, trio
+  and submit() callers) stays with the manager.
 - Cancelling an await kills the worker that runs it (SIGKILL to that child
   only), from the event loop thread, without waiting for anything.
 - Workers that fail to start several times in a row stop the respawning:
@@ -30,6 +42,7 @@ Design, from the peers' faults (docs/processes.md tells the user's side):
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import concurrent.futures as cf
 import contextlib
@@ -54,6 +67,7 @@ from typing import Any, Protocol, TypeVar, cast
 from typing_extensions import ParamSpec
 
 from . import _process_worker
+from ._backends._asyncio import AsyncioInbox
 from ._exceptions import ExecutorShutdownError, WorkerCrashedError, WorkerStartError
 from ._hub import DROPPED, PENDING, RUNNING, Call, FutureCall, current_inbox, logger
 from ._process_worker import HEADER_SIZE, PROTOCOL, RAISED, READY, RESULT, START_FAILED
@@ -71,6 +85,8 @@ START_RETRY_DELAY = 1.0  # seconds between start attempts once starts keep faili
 STOP_GRACE = 10.0  # seconds a worker asked to exit may take before it is killed; arbitrary
 
 _STOP_FRAME = bytes(HEADER_SIZE)  # an empty frame: "exit now"
+_MANAGER: object = object()  # a reply pipe's owner: the manager thread (else a loop, or None: nobody)
+LOOP_CHECK_INTERVAL = 1.0  # seconds between the manager's checks that a loop reading a reply still runs
 _READ_SIZE = 65536
 
 # Worker states. STARTING -> IDLE <-> BUSY -> STOPPING -> DEAD; KILLED when a
@@ -314,15 +330,19 @@ class _Worker:
         "job",
         "large",
         "large_got",
+        "loop",
         "outbuf",
+        "owner",
         "pid",
         "process",
+        "reply_closing",
         "reply_fd",
         "request_fd",
         "start_failure",
         "state",
         "tasks",
         "unreached",
+        "watched",
         "writing",
     )
 
@@ -344,6 +364,12 @@ class _Worker:
         self.deadline = 0.0  # when a STOPPING worker gets killed
         self.start_failure: tuple[str, BaseException | None] | None = None
         self.unreached = False  # a write found the worker's end of the pipe closed
+        # Who reads the reply pipe: _MANAGER, an asyncio loop, or None (nobody:
+        # an idle worker whose last call was read on a loop). Under the pool lock.
+        self.owner: object = _MANAGER
+        self.watched = False  # reply_fd is registered with the manager's selector (manager thread only)
+        self.loop: asyncio.AbstractEventLoop | None = None  # whose add_reader watches reply_fd
+        self.reply_closing = False  # dead: reply_fd is closed by self.loop once it stops watching it
 
     def read_frames(self) -> tuple[list[bytearray], bool]:
         """Read what the reply pipe holds (one read: the selector is level-triggered).
@@ -389,7 +415,14 @@ class _Worker:
         return frames, False
 
     def close_fds(self) -> None:
-        for fd in (self.request_fd, self.reply_fd, self.alive_fd):
+        """Close the pipes and the process handle; reply_fd later, by its loop, if one watches it."""
+        fds = (
+            (self.request_fd, self.alive_fd)
+            if self.loop is not None
+            else (self.request_fd, self.reply_fd, self.alive_fd)
+        )
+        self.reply_closing = self.loop is not None
+        for fd in fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self.process.close()
@@ -508,6 +541,7 @@ class _Pool:
             call.enqueued_at = time.monotonic()
             self.pending.append(job)
             self.queued += 1
+            self._reclaim_from_closed_loops_locked()  # a worker whose reply nobody will read
             if self.manager is None:
                 self._new_manager_locked()
                 start_manager = True
@@ -530,6 +564,8 @@ class _Pool:
                 worker.state = _KILLED
                 worker.outbuf = None
                 worker.process.kill()  # only this child; the manager sees it exit and reaps it
+                if worker.owner is not _MANAGER:
+                    self._set_owner_locked(worker, None)  # the manager reads what is left, at its exit
             else:
                 return False  # its reply is being delivered
         call.drop()
@@ -577,8 +613,112 @@ class _Pool:
         worker.job = job
         worker.state = _BUSY
         self.running += 1
+        self._set_owner_locked(worker, self._reader_for_locked(worker, call))
         self._send_locked(worker, job.frame)
         return True
+
+    # -- who reads a reply pipe (see the module docstring) ------------------------
+
+    def _reader_for_locked(self, worker: _Worker, call: Call) -> object:
+        """The loop running in this thread if it awaits ``call`` and can read its reply, else _MANAGER."""
+        inbox = call.inbox
+        if type(inbox) is not AsyncioInbox or worker.process.sentinel is None or worker.owner is _MANAGER:
+            # trio, submit(), no pidfd (the reply pipe's EOF is then the exit signal), or the
+            # manager reads this pipe: only the manager takes a pipe from itself (its reads
+            # are not under the lock), when the call ends.
+            return _MANAGER
+        loop = inbox.loop
+        if (worker.loop is None or worker.loop is loop) and _running_loop() is loop:
+            return loop
+        return _MANAGER
+
+    def _set_owner_locked(self, worker: _Worker, owner: object) -> None:
+        """Make ``owner`` (_MANAGER, None, or the loop running in this thread) the reply pipe's reader."""
+        if owner is not _MANAGER and owner is not None and worker.loop is None:
+            loop = cast("asyncio.AbstractEventLoop", owner)
+            try:
+                loop.add_reader(worker.reply_fd, self._on_loop_readable, worker, loop)
+            except (NotImplementedError, RuntimeError):  # a loop without add_reader
+                owner = _MANAGER
+            else:
+                worker.loop = loop
+        worker.owner = owner
+        if owner is _MANAGER and not worker.watched and threading.get_ident() != self.manager_ident:
+            self._wake_locked()  # to register the pipe with its selector
+        # A manager's registration goes when it next looks (a reply, or its next round).
+        if worker.loop is not None and worker.loop is not owner:
+            self._unwatch_loop_locked(worker)
+
+    def _reclaim_from_closed_loops_locked(self) -> None:
+        """Take over the reply pipes of calls awaited on loops closed since: nobody will read them.
+
+        Checked when a call has to queue and in each round of the manager
+        (at least every ``LOOP_CHECK_INTERVAL`` while a loop reads a reply).
+        """
+        for worker in self.workers:
+            owner = worker.owner
+            if owner is not _MANAGER and owner is not None and cast("asyncio.AbstractEventLoop", owner).is_closed():
+                self._set_owner_locked(worker, _MANAGER)
+
+    def _unwatch_loop_locked(self, worker: _Worker) -> None:
+        """Remove the add_reader of ``worker.loop``: now in its thread, else soon by a callback there."""
+        loop = worker.loop
+        assert loop is not None
+        if _running_loop() is loop:
+            self._remove_reader_locked(worker, loop)
+            return
+        try:
+            loop.call_soon_threadsafe(self._loop_unwatch, worker, loop)
+        except RuntimeError:  # the loop is closed: its registration went with it
+            worker.loop = None
+            self._close_reply_if_dead_locked(worker)
+
+    def _loop_unwatch(self, worker: _Worker, loop: asyncio.AbstractEventLoop) -> None:
+        with self.lock:
+            if worker.loop is loop and worker.owner is not loop:
+                self._remove_reader_locked(worker, loop)
+
+    def _remove_reader_locked(self, worker: _Worker, loop: asyncio.AbstractEventLoop) -> None:
+        with contextlib.suppress(Exception):  # a closed loop
+            loop.remove_reader(worker.reply_fd)
+        worker.loop = None
+        self._close_reply_if_dead_locked(worker)
+
+    def _close_reply_if_dead_locked(self, worker: _Worker) -> None:
+        if worker.reply_closing:
+            worker.reply_closing = False
+            with contextlib.suppress(OSError):
+                os.close(worker.reply_fd)
+
+    def _on_loop_readable(self, worker: _Worker, loop: asyncio.AbstractEventLoop) -> None:
+        """On ``loop``: the reply pipe of a worker running a call awaited here has data (or EOF)."""
+        job: _Job | None = None
+        with self.lock:
+            if worker.owner is not loop:  # taken over (by the manager) since
+                if worker.loop is loop:
+                    self._remove_reader_locked(worker, loop)
+                return
+            frames, eof = worker.read_frames()
+            if frames:  # the reply to its call: the one frame a worker sends while running one
+                job = worker.job
+                if job is not None:
+                    worker.job = job.worker = None
+                    worker.tasks += 1
+                    self.running -= 1
+                    self.completed += 1
+                    self._worker_free_locked(worker, time.monotonic())  # may give it this loop's next call
+                if worker.job is None:
+                    self._set_owner_locked(worker, None)
+            if eof:  # it died or closed its pipe: the manager reports the exit
+                self._set_owner_locked(worker, _MANAGER)
+        if job is not None:
+            call = job.call
+            kind = self._set_outcome(worker, call, frames[0])
+            if kind != RESULT:
+                with self.lock:
+                    self.failed += 1
+            call.inbox = _ON_LOOP  # we are on the loop that awaits it: wake it now
+            call.finish()
 
     def _send_locked(self, worker: _Worker, frame: bytes) -> None:
         # Under the lock, so the manager cannot close (and the OS reuse) the fd
@@ -667,6 +807,20 @@ class _Pool:
                         timeout = left if timeout is None else min(timeout, left)
                 if worker.outbuf is not None and not worker.writing:
                     to_register.append(worker)
+                owner = worker.owner
+                if owner is not _MANAGER and owner is not None:  # a loop reads its reply
+                    if self.shutdown:  # the loop may be the one blocked in shutdown(wait=True)
+                        self._set_owner_locked(worker, _MANAGER)
+                    else:
+                        timeout = LOOP_CHECK_INTERVAL if timeout is None else min(timeout, LOOP_CHECK_INTERVAL)
+            self._reclaim_from_closed_loops_locked()
+            for worker in self.workers:
+                if (worker.owner is _MANAGER) != worker.watched:
+                    worker.watched = not worker.watched
+                    if worker.watched:
+                        selector.register(worker.reply_fd, selectors.EVENT_READ, worker)
+                    else:
+                        selector.unregister(worker.reply_fd)
             # Start workers for queued calls, within the bound.
             launches = min(self.queued - self.starting, self.max_workers - self.alive)
             if self.start_failures >= MAX_START_FAILURES:  # one attempt at a time, not before retry_at
@@ -709,7 +863,13 @@ class _Pool:
                 self._write_more(worker, selector)
             else:
                 if key.fd == worker.reply_fd:
-                    frames, eof = worker.read_frames()
+                    if worker.owner is not _MANAGER:  # a loop reads it now, or nobody
+                        with self.lock:  # so that a caller making it ours again sees it unwatched
+                            if worker.owner is not _MANAGER:
+                                worker.watched = False
+                                selector.unregister(worker.reply_fd)
+                                continue
+                    frames, eof = worker.read_frames()  # ours: only this thread takes it from us
                     for frame in frames:
                         self._on_frame(worker, frame)
                 else:  # the pidfd: the process has exited
@@ -753,6 +913,7 @@ class _Pool:
         os.set_blocking(reply_r, False)
         worker = _Worker(process, request_w, reply_r, alive_w)
         selector.register(reply_r, selectors.EVENT_READ, worker)
+        worker.watched = True
         if process.sentinel is not None:
             selector.register(process.sentinel, selectors.EVENT_READ, worker)
         init = pickle.dumps((sys.path, _main_reference(), self.initializer), PROTOCOL)
@@ -807,9 +968,31 @@ class _Pool:
                 if kind != RESULT:
                     self.failed += 1
                 self._worker_free_locked(worker, time.monotonic())
+                if worker.state == _IDLE and type(job.call.inbox) is AsyncioInbox:
+                    worker.owner = None  # the next such call may read its reply on its loop
         if job is None:
             return  # its caller was cancelled just now
         call = job.call
+        self._set_outcome(worker, call, frame, message, unpickling_error)
+        call.finish()
+
+    def _set_outcome(
+        self,
+        worker: _Worker,
+        call: Call,
+        frame: bytearray,
+        message: tuple[Any, ...] | None = None,
+        unpickling_error: Exception | None = None,
+    ) -> int:
+        """Set the outcome of ``call`` from its reply (decoded here unless ``message``); return its kind."""
+        if message is None:
+            decoded: tuple[Any, ...] = ()
+            try:
+                decoded = pickle.loads(frame)
+            except Exception as exc:  # e.g. the result's class cannot be imported here
+                unpickling_error = exc
+            message = decoded
+        kind: int = message[0] if message else -1
         if kind == RESULT:
             call.result = message[1]
         elif kind == RAISED:
@@ -822,7 +1005,7 @@ class _Pool:
             )
             error.__cause__ = unpickling_error
             call.exc = error
-        call.finish()
+        return kind
 
     def _worker_free_locked(self, worker: _Worker, now: float) -> None:
         """Give a worker that just became free its next call, or stop it, or park it."""
@@ -855,23 +1038,31 @@ class _Pool:
         worker.state = _STOPPING
         worker.deadline = now + STOP_GRACE
         self._send_locked(worker, _STOP_FRAME)
+        if threading.get_ident() != self.manager_ident:  # a loop recycled it: the manager keeps the deadline
+            self._wake_locked()
 
     def _on_exit(self, worker: _Worker, selector: selectors.BaseSelector) -> None:
         """The worker process has exited (or closed its reply pipe): report it and clean up."""
-        for fd in (worker.reply_fd, worker.process.sentinel, worker.request_fd if worker.writing else None):
+        watched = worker.reply_fd if worker.watched else None
+        worker.watched = False
+        for fd in (watched, worker.process.sentinel, worker.request_fd if worker.writing else None):
             if fd is not None:
                 selector.unregister(fd)
-        # A reply written just before the end still counts.
+        exitcode = worker.process.wait(STOP_GRACE)
+        if exitcode is None:  # it closed its pipe yet lives on: make sure
+            worker.process.kill()
+            exitcode = worker.process.wait(None)
+        # A reply written just before the end (read from the pipe,
+        # which keeps it) still counts, whoever was to read it.
+        if worker.owner is not _MANAGER:
+            with self.lock:  # a loop reads (under the lock) only while it owns the pipe
+                self._set_owner_locked(worker, _MANAGER)
         while True:
             frames, eof = worker.read_frames()
             for frame in frames:
                 self._on_frame(worker, frame)
             if eof or not frames:
                 break
-        exitcode = worker.process.wait(STOP_GRACE)
-        if exitcode is None:  # it closed its pipe yet lives on: make sure
-            worker.process.kill()
-            exitcode = worker.process.wait(None)
         with self.lock:
             state = worker.state
             worker.state = _DEAD
@@ -893,7 +1084,7 @@ class _Pool:
                     self.failed += 1
             if state == _STARTING:
                 self.starting -= 1
-        worker.close_fds()
+            worker.close_fds()
         if job is not None:
             call = job.call
             call.exc = WorkerCrashedError(
@@ -982,7 +1173,10 @@ class _Pool:
             self.alive = self.starting = self.queued = self.running = 0
         for worker in workers:
             worker.process.wait(None)
-            worker.close_fds()
+            with self.lock:
+                worker.close_fds()
+                if worker.loop is not None:
+                    self._unwatch_loop_locked(worker)
         error = ExecutorShutdownError("the executor failed (see the log) and shut down")
         self._fail_calls([(call, error) for call in calls])
         with self.lock:
@@ -990,6 +1184,33 @@ class _Pool:
             self.manager_ident = None
             self._close_wake_pipe_locked()
             self.all_exited.set()
+
+
+class _OnLoop:
+    """The inbox of a call finished on the loop that awaits it: wake its task at once.
+
+    What ``AsyncioInbox._drain`` does for each call, without the thread hop.
+    """
+
+    __slots__ = ()
+
+    def push(self, item: Any, /) -> None:
+        fut: asyncio.Future[None] = item.waiter
+        if not fut.done():
+            fut.set_result(None)
+        elif item.abandoned:
+            item.lost()
+        # else: the waiter was cancelled and is deciding what to do; it reads ``item.state`` itself.
+
+
+_ON_LOOP = _OnLoop()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _with_remote_traceback(exc: BaseException | None, text: str, description: str) -> BaseException:
