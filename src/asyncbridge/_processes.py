@@ -62,17 +62,20 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from importlib import import_module
 from multiprocessing.process import BaseProcess
-from typing import Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from typing_extensions import ParamSpec
 
 from . import _process_worker
-from ._backends._asyncio import AsyncioInbox
+from ._backends._asyncio import AsyncioInbox, wake_waiter
 from ._exceptions import ExecutorShutdownError, WorkerCrashedError, WorkerStartError
 from ._hub import DROPPED, PENDING, RUNNING, Call, FutureCall, current_inbox, logger
 from ._process_worker import HEADER_SIZE, PROTOCOL, RAISED, READY, RESULT, START_FAILED
 from ._statistics import ExecutorStatistics
 from ._threads import AsyncClosing, _check_max_workers, wait_off_loop
+
+if TYPE_CHECKING:
+    from ._limit import Grant
 
 __all__ = ["ProcessExecutor", "to_process"]
 
@@ -1189,18 +1192,13 @@ class _Pool:
 class _OnLoop:
     """The inbox of a call finished on the loop that awaits it: wake its task at once.
 
-    What ``AsyncioInbox._drain`` does for each call, without the thread hop.
+    What ``AsyncioInbox._drain`` does for each call (``wake_waiter``), without the thread hop.
     """
 
     __slots__ = ()
 
-    def push(self, item: Any, /) -> None:
-        fut: asyncio.Future[None] = item.waiter
-        if not fut.done():
-            fut.set_result(None)
-        elif item.abandoned:
-            item.lost()
-        # else: the waiter was cancelled and is deciding what to do; it reads ``item.state`` itself.
+    def push(self, item: Call | Grant, /) -> None:
+        wake_waiter(item)
 
 
 _ON_LOOP = _OnLoop()

@@ -13,11 +13,22 @@ from .._hub import DONE, Call, CallExecutor
 if TYPE_CHECKING:
     from .._limit import Grant, Limiter
 
-__all__ = ["AsyncioInbox"]
+__all__ = ["AsyncioInbox", "wake_waiter"]
 
 
 def _raise_cancelled() -> NoReturn:
     raise asyncio.CancelledError
+
+
+def wake_waiter(item: Call | Grant) -> None:
+    """On the loop's thread: resume the task awaiting ``item``, which is finished."""
+    fut: asyncio.Future[None] = item.waiter
+    if not fut.done():
+        fut.set_result(None)
+    elif item.abandoned:
+        item.lost()
+    # else: the waiter was cancelled and is deciding what to do; it reads
+    # ``item.state`` itself.
 
 
 class AsyncioInbox:
@@ -61,14 +72,7 @@ class AsyncioInbox:
         items = self._items
         popleft = items.popleft
         while items:
-            item = popleft()
-            fut: asyncio.Future[None] = item.waiter
-            if not fut.done():
-                fut.set_result(None)
-            elif item.abandoned:
-                item.lost()
-            # else: the waiter was cancelled and is deciding what to do; it reads
-            # ``item.state`` itself.
+            wake_waiter(popleft())
 
     def start(self, call: Call, executor: CallExecutor, abandon_on_cancel: bool) -> asyncio.Future[None]:
         """Submit ``call`` and return the future to await; on cancellation, await ``cancelled``.
