@@ -295,9 +295,8 @@ def run(cfg: Config) -> Section:
             description=(
                 "Each sample in a fresh interpreter pinned to one CPU, so its workers are too: a "
                 "call's wake-ups are plain context switches, and the table measures each pool's own "
-                "code. asyncbridge reads replies on a manager thread, a wake-up more per call than "
-                "anyio, which reads them on the loop; unpinned, on this VM, that wake-up is what "
-                "separates the two."
+                "code. Unpinned, a round trip is two cross-CPU wake-ups at least (the loop wakes the "
+                "worker, the worker's reply wakes the loop), and on this VM their cost dominates."
             ),
         )
         section.tables.append(pinned_table)
