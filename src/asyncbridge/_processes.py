@@ -705,11 +705,7 @@ class _Pool:
             if frames:  # the reply to its call: the one frame a worker sends while running one
                 job = worker.job
                 if job is not None:
-                    worker.job = job.worker = None
-                    worker.tasks += 1
-                    self.running -= 1
-                    self.completed += 1
-                    self._worker_free_locked(worker, time.monotonic())  # may give it this loop's next call
+                    self._job_done_locked(worker, job)  # may give it this loop's next call
                 if worker.job is None:
                     self._set_owner_locked(worker, None)
             if eof:  # it died or closed its pipe: the manager reports the exit
@@ -722,6 +718,14 @@ class _Pool:
                     self.failed += 1
             call.inbox = _ON_LOOP  # we are on the loop that awaits it: wake it now
             call.finish()
+
+    def _job_done_locked(self, worker: _Worker, job: _Job) -> None:
+        """``worker`` sent the reply to ``job``: count the call and free the worker (it may take a queued call)."""
+        worker.job = job.worker = None
+        worker.tasks += 1
+        self.running -= 1
+        self.completed += 1
+        self._worker_free_locked(worker, time.monotonic())
 
     def _send_locked(self, worker: _Worker, frame: bytes) -> None:
         # Under the lock, so the manager cannot close (and the OS reuse) the fd
@@ -964,13 +968,9 @@ class _Pool:
         with self.lock:
             job = worker.job
             if job is not None:
-                worker.job = job.worker = None
-                worker.tasks += 1
-                self.running -= 1
-                self.completed += 1
                 if kind != RESULT:
                     self.failed += 1
-                self._worker_free_locked(worker, time.monotonic())
+                self._job_done_locked(worker, job)
                 if worker.state == _IDLE and type(job.call.inbox) is AsyncioInbox:
                     worker.owner = None  # the next such call may read its reply on its loop
         if job is None:
