@@ -64,6 +64,7 @@ from typing_extensions import Self
 
 from . import _strict
 from ._detector_event import BlockingEvent, frame_summaries
+from ._hub import _get_running_loop
 
 if TYPE_CHECKING:
     import trio
@@ -420,10 +421,7 @@ class BlockingDetector:
     async def __aenter__(self) -> Self:
         if self._session is not None:
             raise RuntimeError("this BlockingDetector is already active; to nest detectors, create another one")
-        try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
+        loop = _get_running_loop()
         if loop is not None:
             self._session = self._start_asyncio(loop, _entry_frame(sys._getframe()))
         elif _in_trio():

@@ -32,11 +32,14 @@ import queue
 import sys
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 from typing_extensions import ParamSpec
 
-from ._hub import Call, current_call, current_executor, nested_wait
+from ._hub import Call, _get_running_loop, current_call, current_executor, nested_wait
+
+if TYPE_CHECKING:
+    from ._backends._trio import TrioInbox
 
 __all__ = ["sync_wrap"]
 
@@ -118,7 +121,7 @@ def sync_wrap(fn: Callable[..., Awaitable[Any]] | None = None, /) -> Any:
 
 
 def _on_loop_thread() -> bool:
-    if asyncio.events._get_running_loop() is not None:
+    if _get_running_loop() is not None:
         return True
     trio = sys.modules.get("trio")
     if trio is None:
@@ -156,7 +159,7 @@ def _call(fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict
                 outer.raise_cancel()  # the caller that started this worker has gone
             if loop is not None:
                 return wait.run_on_asyncio(loop)
-            return wait.run_on_trio(inbox.token)
+            return wait.run_on_trio(inbox)
         finally:
             outer.nested = None
     # No loop of our own: a plain thread, or a worker running a submit()ed call.
@@ -279,15 +282,10 @@ class _Wait:
             raise RuntimeError("sync_wrap: the event loop that started this worker is closed") from None
         return self._serve(loop.is_closed, lambda: loop.call_soon_threadsafe(self.cancel), None if ours else _POLL)
 
-    def run_on_trio(self, token: Any) -> Any:
+    def run_on_trio(self, inbox: TrioInbox) -> Any:
         import trio
 
-        outer = current_call()
-        inbox: Any = None if outer is None else outer.inbox
-        if getattr(inbox, "token", None) is not token:  # not the inbox of this worker's caller
-            from ._backends._trio import TrioInbox
-
-            inbox = TrioInbox(token)
+        token = inbox.token
         try:
             inbox.submit_job(self, self.fn)
         except trio.RunFinishedError:

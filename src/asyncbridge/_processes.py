@@ -69,7 +69,7 @@ from typing_extensions import ParamSpec
 from . import _process_worker
 from ._backends._asyncio import AsyncioInbox, wake_waiter
 from ._exceptions import ExecutorShutdownError, WorkerCrashedError, WorkerStartError
-from ._hub import DROPPED, PENDING, RUNNING, Call, FutureCall, current_inbox, logger
+from ._hub import DROPPED, PENDING, RUNNING, Call, FutureCall, _get_running_loop, current_inbox, logger
 from ._process_worker import HEADER_SIZE, PROTOCOL, RAISED, READY, RESULT, START_FAILED
 from ._statistics import ExecutorStatistics
 from ._threads import AsyncClosing, _check_max_workers, wait_off_loop
@@ -631,7 +631,7 @@ class _Pool:
             # are not under the lock), when the call ends.
             return _MANAGER
         loop = inbox.loop
-        if (worker.loop is None or worker.loop is loop) and _running_loop() is loop:
+        if (worker.loop is None or worker.loop is loop) and _get_running_loop() is loop:
             return loop
         return _MANAGER
 
@@ -667,7 +667,7 @@ class _Pool:
         """Remove the add_reader of ``worker.loop``: now in its thread, else soon by a callback there."""
         loop = worker.loop
         assert loop is not None
-        if _running_loop() is loop:
+        if _get_running_loop() is loop:
             self._remove_reader_locked(worker, loop)
             return
         try:
@@ -1202,13 +1202,6 @@ class _OnLoop:
 
 
 _ON_LOOP = _OnLoop()
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
 
 
 def _with_remote_traceback(exc: BaseException | None, text: str, description: str) -> BaseException:
