@@ -175,6 +175,18 @@ def run_child(script: Path, *args: str, timeout: float = 120.0) -> Sample:
     return {key: float(value) for key, value in out.items()}
 
 
+CAN_PIN = hasattr(os, "sched_setaffinity")  # Linux: the pinned tables can be measured
+
+
+def pin_to_one_cpu() -> None:
+    """Pin this process to one CPU; threads and child processes started afterwards inherit it.
+
+    For the pinned tables: a round trip's thread wake-ups become plain context
+    switches, without the VM's cross-CPU wake-up latency (see bench/README.md).
+    """
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
+
 def child_main(argv: Sequence[str], handler: Callable[..., Sample]) -> None:
     """The child side of :func:`run_child`: call ``handler(*args)``, print its JSON."""
     try:

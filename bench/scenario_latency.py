@@ -16,13 +16,13 @@ what each way's own code costs.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from _harness import (
+    CAN_PIN,
     Backend,
     Candidate,
     Config,
@@ -31,6 +31,7 @@ from _harness import (
     Table,
     child_main,
     measure,
+    pin_to_one_cpu,
     ratio_check,
     run_child,
     run_loop,
@@ -66,7 +67,7 @@ def _sampler(backend: Backend, way: Way, calls: int) -> Callable[[], Sample]:
 
 def pinned_child(backend: str, name: str, calls: str) -> Sample:
     """In a fresh interpreter pinned to one CPU before any thread starts: one sample of one way."""
-    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    pin_to_one_cpu()
     chosen: Backend = "trio" if backend == "trio" else "uvloop" if backend == "uvloop" else "asyncio"
     way = next(w for w in for_backend(chosen, ways()) if w.name == name)
     return sample(chosen, way, int(calls))
@@ -80,7 +81,7 @@ def run(cfg: Config) -> Section:
     calls = cfg.size(1000, 300)
     rounds = cfg.rounds_or(9)
     # Pinned samples each start an interpreter (about half a second): fewer rounds.
-    pinned_rounds = min(rounds, 5) if hasattr(os, "sched_setaffinity") else 0
+    pinned_rounds = min(rounds, 5) if CAN_PIN else 0
     section = Section(
         NAME,
         TITLE,

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import multiprocessing
-import os
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from _harness import (
+    CAN_PIN,
     Candidate,
     Check,
     Config,
@@ -44,6 +44,7 @@ from _harness import (
     Table,
     child_main,
     measure,
+    pin_to_one_cpu,
     ratio_check,
     run_child,
     run_loop,
@@ -195,7 +196,7 @@ def child(name: str) -> Sample:
 
 def pinned_warm(name: str, warm_calls: str) -> Sample:
     """In a fresh interpreter pinned to one CPU (its workers inherit it): the warm per-call latency alone."""
-    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    pin_to_one_cpu()
     pool = _pool(name)
 
     async def main() -> float:
@@ -277,7 +278,7 @@ def run(cfg: Config) -> Section:
         digits=2,
     )
     section.tables += [cold_table, warm_table, cpu_table]
-    if hasattr(os, "sched_setaffinity"):
+    if CAN_PIN:
         pinned = measure(
             "process/warm-pinned",
             [Candidate(p.name, _pinned_sampler(p, warm_calls), p.note) for p in POOLS],

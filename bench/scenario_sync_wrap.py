@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import queue
 import sys
 import threading
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from _harness import (
+    CAN_PIN,
     Backend,
     Candidate,
     Config,
@@ -43,6 +43,7 @@ from _harness import (
     Table,
     child_main,
     measure,
+    pin_to_one_cpu,
     ratio_check,
     run_child,
     run_loop,
@@ -142,7 +143,7 @@ PLAIN: dict[str, Callable[[int], Sample]] = {
 
 def pinned_child(key: str, n: str) -> Sample:
     """In a fresh interpreter pinned to one CPU before any thread starts: one plain-code sample."""
-    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    pin_to_one_cpu()
     return PLAIN[key](int(n))
 
 
@@ -256,7 +257,7 @@ def run(cfg: Config) -> Section:
             "sync_wrap from sync code ≥ 5x faster than asyncio.run", table, AB, ASYNCIO_RUN, 0.2, at_least=False
         )
     )
-    if hasattr(os, "sched_setaffinity"):
+    if CAN_PIN:
         pinned = [Candidate(name, _pinned(key, n), note, ref) for name, key, note, ref in ways]
         rows = measure("sync_wrap/plain-pinned", pinned, rounds, cfg.progress, show="us")
         table = Table(PINNED_TITLE, rows, "us", "µs per call", "lower", (ASYNCIO_RUN,))
