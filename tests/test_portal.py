@@ -14,7 +14,7 @@ import pytest
 
 from _sync import wait_thread_event
 from asyncbridge import ThreadExecutor, async_wrap, sync_wrap
-from asyncbridge._hub import _get_running_loop
+from asyncbridge._backends import running_asyncio_loop as _get_running_loop
 from asyncbridge._portal import background_loop_if_started
 
 user: contextvars.ContextVar[str] = contextvars.ContextVar("user", default="nobody")
@@ -561,7 +561,7 @@ def test_trio_a_late_cancel_of_a_finished_call_does_not_reach_the_next_one() -> 
     """On trio, cancelling a sync_wrap call that is already over leaves the next call on the same task alone."""
     trio = pytest.importorskip("trio")
     from asyncbridge import to_thread
-    from asyncbridge._hub import nested_wait
+    from asyncbridge._call import nested_wait
     from asyncbridge._portal import _Wait
 
     waits: list[object] = []

@@ -5,6 +5,7 @@ Users import from here only; every implementation module is private.
 
 from __future__ import annotations
 
+from ._call import check_cancelled
 from ._detector import BlockingDetector, BlockingEvent
 from ._exceptions import (
     AsyncBridgeError,
@@ -13,7 +14,6 @@ from ._exceptions import (
     WorkerCrashedError,
     WorkerStartError,
 )
-from ._hub import check_cancelled
 from ._portal import sync_wrap
 from ._processes import ProcessExecutor, to_process
 from ._statistics import ExecutorStatistics

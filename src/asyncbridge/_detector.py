@@ -63,8 +63,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from typing_extensions import Self
 
 from . import _strict
+from ._backends import running_asyncio_loop as _get_running_loop
 from ._detector_event import BlockingEvent, frame_summaries
-from ._hub import _get_running_loop
 
 if TYPE_CHECKING:
     import trio

@@ -12,22 +12,33 @@ import threading
 from collections import deque
 from typing import Any
 
-from ._hub import Inbox, current_inbox
+from ._backends import current_inbox
 
 __all__ = ["Grant", "Limiter"]
 
 
 class Grant:
-    """A task waiting for a slot; ``granted`` once ``release`` hands it one."""
+    """A task waiting for a slot; ``granted`` once ``release`` hands it one.
+
+    A :class:`~asyncbridge._call.QueuedWaiter`: the backend parks the task,
+    ``enqueue`` joins the limiter's queue, and the limiter pushes the grant
+    into the task's inbox once it has a slot.
+    """
 
     __slots__ = ("abandoned", "granted", "inbox", "limiter", "waiter")
 
     def __init__(self, limiter: Limiter) -> None:
         self.limiter = limiter
         self.waiter: Any = None
-        self.inbox: Inbox | None = None
+        self.inbox: Any = None
         self.granted = False
         self.abandoned = False
+
+    def enqueue(self) -> None:
+        self.limiter.enqueue(self)
+
+    def withdraw(self) -> None:
+        self.limiter.cancel(self)
 
     def lost(self) -> None:
         """The waiter's loop is gone: give back a slot it was granted but will never use.
@@ -60,7 +71,7 @@ class Limiter:
             if self._available and not self._waiters:
                 self._available -= 1
                 return
-        await current_inbox().acquire(self, Grant(self))
+        await current_inbox().acquire(Grant(self))
 
     def enqueue(self, grant: Grant) -> None:
         with self._lock:

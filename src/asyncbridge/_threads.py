@@ -10,7 +10,7 @@ Design, from the measurements in ``bench/``:
 - A finishing worker takes the next queued call itself before going idle,
   so a busy pool never sleeps between calls.
 - No ``concurrent.futures.Future`` per awaited call: the result travels in the
-  :class:`~asyncbridge._hub.Call` and the loop is woken through its inbox.
+  :class:`~asyncbridge._call.Call` and the loop is woken through its inbox.
 - The bound is on threads, and a thread is counted until its function really
   returns, so abandoning a cancelled call never lets more than ``max_workers``
   functions run at once (trio's rule).
@@ -25,13 +25,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from types import TracebackType
 from typing import TypeVar
 
-from typing_extensions import ParamSpec, Self
+from typing_extensions import ParamSpec
 
+from ._backends import current_inbox
+from ._call import DROPPED, RUNNING, Call, FutureCall, logger, nested_wait, set_current_executor
 from ._exceptions import ExecutorShutdownError
-from ._hub import DROPPED, RUNNING, Call, FutureCall, current_inbox, logger, nested_wait, set_current_executor
+from ._executor import ExecutorBase, check_max_workers, wait_off_loop
 from ._statistics import ExecutorStatistics
 
 __all__ = [
@@ -49,14 +50,6 @@ _monotonic = time.monotonic
 DEFAULT_MAX_THREADS = 40  # same as anyio, trio and Starlette; not tuned
 DEFAULT_IDLE_TIMEOUT = 10.0  # seconds; trio and anyio use 10 too
 MAX_THREADS_ENV = "ASYNCBRIDGE_MAX_THREADS"
-
-
-def _check_max_workers(max_workers: object, what: str = "max_workers") -> int:
-    if isinstance(max_workers, bool) or not isinstance(max_workers, int):
-        raise TypeError(f"{what} must be an int, got {type(max_workers).__name__} {max_workers!r}")
-    if max_workers < 1:
-        raise ValueError(f"{what} must be at least 1, got {max_workers}")
-    return max_workers
 
 
 class _Worker:
@@ -93,30 +86,7 @@ class _FutureCall(FutureCall):
         self.drop()
 
 
-class AsyncClosing:
-    """``async with`` for executors: on exit, ``await self.aclose()``."""
-
-    async def aclose(self) -> None:
-        raise NotImplementedError
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-
-async def wait_off_loop(event: threading.Event) -> None:
-    """Wait for ``event`` on a thread of its own, so neither the loop nor a pool slot blocks."""
-    await current_inbox().run(Call(event.wait, (), {}, None), _ONE_OFF_THREADS, True)
-
-
-class ThreadExecutor(AsyncClosing, cf.Executor):
+class ThreadExecutor(ExecutorBase):
     """A bounded thread pool for awaiting blocking functions from asyncio, uvloop or trio.
 
     It is a :class:`concurrent.futures.Executor` (``submit``, ``map``,
@@ -151,7 +121,7 @@ class ThreadExecutor(AsyncClosing, cf.Executor):
         name: str = "asyncbridge",
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
     ) -> None:
-        self._max_workers = _check_max_workers(max_workers)
+        self._max_workers = check_max_workers(max_workers)
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, got {type(name).__name__}")
         if isinstance(idle_timeout, bool) or not isinstance(idle_timeout, (int, float)):
@@ -190,9 +160,9 @@ class ThreadExecutor(AsyncClosing, cf.Executor):
         """The most threads that run submitted functions at once."""
         return self._max_workers
 
-    # -- the hand-off, used by the loop side (see _hub.CallExecutor) ----------
+    # -- the hand-off, used by the loop side (see _call.CallExecutor) ----------
 
-    def _submit_call(self, call: Call) -> None:
+    def submit_call(self, call: Call, /) -> None:
         if self._shutdown:
             raise ExecutorShutdownError(f"{self!r} is shut down; create a new executor to run more calls")
         call.enqueued_at = _monotonic()
@@ -223,7 +193,7 @@ class ThreadExecutor(AsyncClosing, cf.Executor):
         call.state = DROPPED
         return True
 
-    def _drop_call(self, call: Call) -> bool:
+    def drop_call(self, call: Call, /) -> bool:
         if not self._unclaim(call):
             return False
         call.drop()  # it stays in the deque (or a nested wait's queue), skipped there
@@ -394,8 +364,8 @@ class ThreadExecutor(AsyncClosing, cf.Executor):
             ExecutorShutdownError: the executor is shut down.
             BaseException: whatever ``fn`` raised, unchanged.
         """
-        call = Call(fn, args, kwargs, contextvars.copy_context())
-        result: T = await current_inbox().run(call, self, True)
+        call = Call(fn, args, kwargs, contextvars.copy_context(), self)
+        result: T = await current_inbox().run(call)
         return result
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> cf.Future[T]:
@@ -409,7 +379,7 @@ class ThreadExecutor(AsyncClosing, cf.Executor):
             ExecutorShutdownError: the executor is shut down (a RuntimeError).
         """
         future: cf.Future[T] = cf.Future()
-        self._submit_call(_FutureCall(future, fn, args, kwargs, contextvars.copy_context()))
+        self.submit_call(_FutureCall(future, fn, args, kwargs, contextvars.copy_context(), self))
         return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -455,7 +425,7 @@ class ThreadExecutor(AsyncClosing, cf.Executor):
             return
         await wait_off_loop(self._all_exited)
 
-    def _run_nested(self, call: Call) -> None:
+    def run_nested_call(self, call: Call, /) -> None:
         """Run, in the calling worker thread, a call delivered by a nested sync_wrap wait."""
         if not self._unclaim(call):
             return  # its caller was cancelled meanwhile
@@ -482,18 +452,6 @@ class ThreadExecutor(AsyncClosing, cf.Executor):
                 max_wait_time=max(w.wait_max for w in workers),
             )
 
-
-class _OneOffThreads:
-    """Runs each call on a fresh daemon thread: for waits that must not take a pool slot."""
-
-    def _submit_call(self, call: Call) -> None:
-        threading.Thread(target=call.run, name="asyncbridge-waiter", daemon=True).start()
-
-    def _drop_call(self, call: Call) -> bool:
-        return False
-
-
-_ONE_OFF_THREADS = _OneOffThreads()
 
 _default_lock = threading.Lock()
 _default: ThreadExecutor | None = None
@@ -536,7 +494,7 @@ def get_default_executor() -> ThreadExecutor:
                     raise ValueError(
                         f"{MAX_THREADS_ENV} must be a whole number of threads (at least 1), got {raw!r}"
                     ) from None
-                _check_max_workers(size, MAX_THREADS_ENV)
+                check_max_workers(size, MAX_THREADS_ENV)
             _default = ThreadExecutor(size, name="asyncbridge-default")
         return _default
 
