@@ -78,7 +78,7 @@ class _Host:
 
     def _abort(self, raise_cancel: Callable[[], NoReturn]) -> trio.lowlevel.Abort:
         # Only while idle: the run is ending (the system nursery is cancelled).
-        idle = self.inbox._idle
+        idle = self.inbox.idle_hosts
         if self in idle:
             idle.remove(self)
         return _Abort.SUCCEEDED
@@ -87,7 +87,7 @@ class _Host:
 async def _host(inbox: TrioInbox, job: Job) -> None:
     task = _current_task()
     host = _Host(inbox, task)
-    idle = inbox._idle
+    idle = inbox.idle_hosts
     with trio.CancelScope() as scope:
         while True:
             await _run_job(job, scope)
@@ -168,7 +168,7 @@ class TrioInbox:
     drain, so the two never race.
     """
 
-    __slots__ = ("_idle", "_items", "_run_sync_soon", "_scheduled", "token")
+    __slots__ = ("_items", "_run_sync_soon", "_scheduled", "idle_hosts", "token")
     reads_fds = False  # see Inbox.add_reader
     backend: Literal["trio"] = "trio"
 
@@ -177,7 +177,7 @@ class TrioInbox:
         self._items: deque[Any] = deque()
         self._scheduled = False
         self._run_sync_soon = token.run_sync_soon
-        self._idle: list[_Host] = []  # host tasks waiting for a sync_wrap job
+        self.idle_hosts: list[_Host] = []  # host tasks waiting for a sync_wrap job
 
     def push(self, item: Waiter) -> None:
         self._items.append(item)
@@ -247,7 +247,7 @@ class TrioInbox:
 
     def _start_job(self, job: Job, name: str) -> None:
         """Run ``job`` in a system task named ``name``: an idle host if there is one; on the trio thread."""
-        idle = self._idle
+        idle = self.idle_hosts
         if idle:
             task = idle.pop().task
             task.context = job.ctx  # applies from the task's next step on
