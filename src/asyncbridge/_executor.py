@@ -11,8 +11,7 @@ In the role of CPython's ``concurrent/futures/_base.py``:
   ``executor=`` into a ``CallExecutor``: asyncbridge executors as they are,
   any other ``concurrent.futures.Executor`` through :class:`ForeignExecutor`;
 - the one-off threads (:data:`ONE_OFF_THREADS`) for waits that must not take
-  a pool slot, and :func:`wait_off_loop` built on them;
-- the argument checks the executors share.
+  a pool slot, and :func:`wait_off_loop` built on them.
 """
 
 from __future__ import annotations
@@ -33,7 +32,6 @@ __all__ = [
     "ExecutorBase",
     "ForeignExecutor",
     "adapt_executor",
-    "check_max_workers",
     "wait_off_loop",
 ]
 
@@ -70,15 +68,6 @@ class ExecutorBase(cf.Executor):
         await self.aclose()
 
 
-def check_max_workers(max_workers: object, what: str = "max_workers") -> int:
-    """Return ``max_workers`` if it is an int of at least 1; else raise naming ``what``."""
-    if isinstance(max_workers, bool) or not isinstance(max_workers, int):
-        raise TypeError(f"{what} must be an int, got {type(max_workers).__name__} {max_workers!r}")
-    if max_workers < 1:
-        raise ValueError(f"{what} must be at least 1, got {max_workers}")
-    return max_workers
-
-
 # -- one-off threads ------------------------------------------------------------------
 
 
@@ -111,6 +100,12 @@ def adapt_executor(executor: object) -> CallExecutor | None:
     """
     if executor is None:
         return None
+    if isinstance(executor, type):
+        name = executor.__name__
+        raise TypeError(
+            f"executor must be an executor instance, got the class {name}; create one, "
+            f"e.g. executor={name}(max_workers=4), and reuse it for every call"
+        )
     if isinstance(executor, ExecutorBase):
         return executor
     if isinstance(executor, cf.ThreadPoolExecutor):

@@ -69,8 +69,9 @@ from typing_extensions import ParamSpec
 from . import _process_worker
 from ._backends import Inbox, current_inbox
 from ._call import DROPPED, PENDING, RUNNING, Call, CallExecutor, FutureCall, logger
+from ._checks import check_count
 from ._exceptions import ExecutorShutdownError, WorkerCrashedError, WorkerStartError
-from ._executor import ExecutorBase, check_max_workers, wait_off_loop
+from ._executor import ExecutorBase, wait_off_loop
 from ._process_worker import HEADER_SIZE, PROTOCOL, RAISED, READY, RESULT, START_FAILED
 from ._statistics import ExecutorStatistics
 
@@ -1306,9 +1307,9 @@ class ProcessExecutor(ExecutorBase):
     ) -> None:
         if sys.platform == "win32":  # pragma: no cover
             raise NotImplementedError("ProcessExecutor does not support Windows yet")
-        workers = _usable_cpus() if max_workers is None else check_max_workers(max_workers)
+        workers = _usable_cpus() if max_workers is None else check_count(max_workers, "max_workers")
         if max_tasks_per_child is not None:
-            check_max_workers(max_tasks_per_child, "max_tasks_per_child")
+            check_count(max_tasks_per_child, "max_tasks_per_child")
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer must be callable or None, got {type(initializer).__name__}")
         if not isinstance(initargs, tuple):

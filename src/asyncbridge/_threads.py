@@ -31,8 +31,9 @@ from typing_extensions import ParamSpec
 
 from ._backends import current_inbox
 from ._call import DROPPED, RUNNING, Call, FutureCall, logger, nested_wait, set_current_executor
+from ._checks import check_count, check_seconds_or_never
 from ._exceptions import ExecutorShutdownError
-from ._executor import ExecutorBase, check_max_workers, wait_off_loop
+from ._executor import ExecutorBase, wait_off_loop
 from ._statistics import ExecutorStatistics
 
 __all__ = [
@@ -107,11 +108,13 @@ class ThreadExecutor(ExecutorBase):
     Args:
         max_workers: the most threads that run submitted functions at once.
         name: prefix of the worker threads' names, as seen in debuggers and logs.
-        idle_timeout: seconds an idle worker waits for work before it exits.
+        idle_timeout: seconds an idle worker waits for work before it exits;
+            None (or ``math.inf``) keeps started threads for the executor's
+            life, for code that needs its thread to stay (thread-local state).
 
     Raises:
-        TypeError: ``max_workers`` is not an int, or ``idle_timeout`` not a number.
-        ValueError: ``max_workers`` is below 1, or ``idle_timeout`` not positive.
+        TypeError: ``max_workers`` is not an int, or ``idle_timeout`` neither a number nor None.
+        ValueError: ``max_workers`` is below 1, or ``idle_timeout`` zero, negative or NaN.
     """
 
     def __init__(
@@ -119,17 +122,14 @@ class ThreadExecutor(ExecutorBase):
         max_workers: int = DEFAULT_MAX_THREADS,
         *,
         name: str = "asyncbridge",
-        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
     ) -> None:
-        self._max_workers = check_max_workers(max_workers)
+        self._max_workers = check_count(max_workers, "max_workers")
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, got {type(name).__name__}")
-        if isinstance(idle_timeout, bool) or not isinstance(idle_timeout, (int, float)):
-            raise TypeError(f"idle_timeout must be a number of seconds, got {idle_timeout!r}")
-        if not idle_timeout > 0:
-            raise ValueError(f"idle_timeout must be a positive number of seconds, got {idle_timeout}")
         self._name = name
-        self._idle_timeout = float(idle_timeout)
+        self._idle_timeout = check_seconds_or_never(idle_timeout, "idle_timeout", "threads are never retired")
+        self._idle_wait = -1.0 if self._idle_timeout is None else self._idle_timeout  # Lock.acquire's "forever"
         # Calls wait in _pending. A call is claimed, by the worker that runs it or
         # by the caller that gives up on it, by removing it from _claims: set.remove
         # is atomic, so exactly one side wins without a lock on the hot path.
@@ -329,7 +329,7 @@ class ThreadExecutor(ExecutorBase):
                             idle.remove(worker)
                             self._waking += 1
                             continue
-                if worker.wake.acquire(timeout=self._idle_timeout):
+                if worker.wake.acquire(timeout=self._idle_wait):
                     continue
                 with lock:
                     if worker in idle:
@@ -494,7 +494,7 @@ def get_default_executor() -> ThreadExecutor:
                     raise ValueError(
                         f"{MAX_THREADS_ENV} must be a whole number of threads (at least 1), got {raw!r}"
                     ) from None
-                check_max_workers(size, MAX_THREADS_ENV)
+                check_count(size, MAX_THREADS_ENV)
             _default = ThreadExecutor(size, name="asyncbridge-default")
         return _default
 

@@ -16,6 +16,7 @@ from typing_extensions import ParamSpec
 
 from ._backends import current_inbox
 from ._call import DROPPED, Call, CallExecutor
+from ._checks import check_seconds_or_never
 from ._exceptions import ExecutorShutdownError
 from ._executor import ONE_OFF_THREADS, adapt_executor
 from ._limit import Limiter
@@ -114,7 +115,8 @@ def async_wrap(
             place until its function really returns.
         timeout: seconds after which a call fails with :class:`TimeoutError`,
             waiting for a ``limit`` slot included; the same as wrapping the
-            await in ``anyio.fail_after(timeout)``.
+            await in ``anyio.fail_after(timeout)``, with a message naming
+            the function. None, or ``math.inf``, for no timeout.
         abandon_on_cancel: when the awaiting task is cancelled (or times out)
             while the function runs, True (the default, as
             ``asyncio.to_thread``) ends the await at once and lets the function
@@ -135,7 +137,7 @@ def async_wrap(
     """
     adapter = adapt_executor(executor)
     limiter = _make_limiter(limit)
-    _check_timeout(timeout)
+    timeout = _check_timeout(timeout)
     if not isinstance(abandon_on_cancel, bool):
         raise TypeError(f"abandon_on_cancel must be True or False, got {abandon_on_cancel!r}")
 
@@ -170,6 +172,11 @@ async def to_thread(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) ->
 
 
 # -- decoration -------------------------------------------------------------
+
+
+def _name_of(fn: object) -> str:
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    return name if isinstance(name, str) else repr(fn)
 
 
 def _describe(fn: object) -> str:
@@ -256,8 +263,10 @@ def _wrap_function(
         else:
 
             async def wrapper(*args: Any, **kwargs: Any) -> Any:
-                with anyio.fail_after(timeout):
+                with anyio.CancelScope(deadline=anyio.current_time() + timeout):
                     return await run_limited(args, kwargs)
+                # Only reached when the deadline cancelled the call (else the return ran).
+                raise _timed_out(fn, timeout)
 
     return functools.wraps(fn)(wrapper)
 
@@ -319,8 +328,11 @@ def _wrap_generator(
                 if timeout is None:
                     finished, value = await step(call)
                 else:
-                    with anyio.fail_after(timeout):
+                    finished, value = False, None
+                    with anyio.CancelScope(deadline=anyio.current_time() + timeout) as scope:
                         finished, value = await step(call)
+                    if scope.cancelled_caught:
+                        raise _timed_out(fn, timeout, ", a step of the generator,")
                 stepping = False
                 if finished:
                     return
@@ -364,10 +376,10 @@ def _make_limiter(limit: object) -> Limiter | None:
     return Limiter(limit)
 
 
-def _check_timeout(timeout: object) -> None:
-    if timeout is None:
-        return
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"timeout must be a number of seconds or None, got {timeout!r}")
-    if not timeout > 0:
-        raise ValueError(f"timeout must be a positive number of seconds (or None), got {timeout}")
+def _check_timeout(timeout: object) -> float | None:
+    return check_seconds_or_never(timeout, "timeout", "no timeout")
+
+
+def _timed_out(fn: object, timeout: float, what: str = "") -> TimeoutError:
+    """The TimeoutError a fired ``timeout=`` raises: which function, and how long it had."""
+    return TimeoutError(f"{_name_of(fn)}(){what} did not finish within {timeout:g} s (async_wrap timeout=)")
