@@ -41,7 +41,7 @@ How it works, and why the loop hardly pays for it:
   the event, logging it, calling ``on_block``. ``__aexit__`` waits for the
   watchdog (without blocking the loop) so that ``events`` is complete after it.
 
-Strict mode, the patching of known blocking calls, lives in ``_strict.py``.
+Strict mode lives in ``_strict_rules.py`` (which calls block) and ``_strict.py`` (the patching).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from typing_extensions import Self
 
-from . import _strict
+from . import _strict, _strict_rules
 from ._detector_event import BlockingEvent, frame_summaries
 from ._hub import _get_running_loop
 
@@ -375,7 +375,7 @@ class BlockingDetector:
             raise ValueError(f"strict must be False, True, 'report' or 'raise', got {strict!r}")
         if isinstance(allow, str):
             allow = [allow]  # one rule given bare: surely not a list of its letters
-        parsed = tuple(_strict.parse_allow(rule) for rule in allow)
+        parsed = tuple(_strict_rules.parse_allow(rule) for rule in allow)
         if parsed and strict is False:
             raise ValueError("allow rules only apply to strict mode; pass strict=True (or 'raise') with them")
         self._threshold = float(threshold)
@@ -383,7 +383,7 @@ class BlockingDetector:
         self._on_block = on_block
         self._strict: Literal[False, "report", "raise"] = strict
         self._allow = parsed
-        self._strict_rules = _strict.check_version(strict_rules)
+        self._strict_rules = _strict_rules.check_version(strict_rules)
         self._matched: set[str] = set()
         self._session: _Session | None = None
         self.events: list[BlockingEvent] = []
