@@ -6,7 +6,8 @@ Users import from here only; every implementation module is private.
 from __future__ import annotations
 
 from ._call import check_cancelled
-from ._detector import BlockingDetector, BlockingEvent
+from ._detector import BlockingDetector
+from ._detector_event import BlockingEvent
 from ._exceptions import (
     AsyncBridgeError,
     BlockingCallError,

@@ -146,7 +146,8 @@ class _Watcher:
         def run_forever(loop: Any) -> None:
             detector = BlockingDetector(watcher.threshold, on_block=watcher.events.append)
             try:
-                detector._attach(loop)
+                # _attach/_detach: the detector's sync hooks for a loop runner, kept out of its public API.
+                detector._attach(loop)  # pyright: ignore[reportPrivateUsage]
             except Exception:  # never let the watcher break the program it watches
                 traceback.print_exc()
                 return original(loop)
@@ -154,7 +155,7 @@ class _Watcher:
             try:
                 return original(loop)
             finally:
-                detector._detach()
+                detector._detach()  # pyright: ignore[reportPrivateUsage]
 
         return run_forever
 
