@@ -29,10 +29,12 @@ def check_seconds(value: object, what: str) -> float:
         ValueError: zero, negative, NaN, infinite, or above ``MAX_SECONDS``.
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{what} must be a number of seconds, got {type(value).__name__} {value!r}")
+        raise TypeError(f"{what} must be a number of seconds, got {value!r}")
     seconds = float(value)
     if math.isnan(seconds) or seconds <= 0:
         raise ValueError(f"{what} must be a positive number of seconds, got {value!r}")
+    if math.isinf(seconds):
+        raise ValueError(f"{what} must be a finite number of seconds, got {value!r}")
     if seconds > MAX_SECONDS:
         raise ValueError(f"{what} must be at most {MAX_SECONDS:.0f} seconds (threading.TIMEOUT_MAX), got {value!r}")
     return seconds
@@ -50,8 +52,6 @@ def check_seconds_or_never(value: object, what: str, never: str) -> float | None
     try:
         return check_seconds(value, what)
     except TypeError:
-        raise TypeError(
-            f"{what} must be a number of seconds or None ({never}), got {type(value).__name__} {value!r}"
-        ) from None
+        raise TypeError(f"{what} must be a number of seconds or None ({never}), got {value!r}") from None
     except ValueError:
         raise ValueError(f"{what} must be a positive number of seconds or None ({never}), got {value!r}") from None

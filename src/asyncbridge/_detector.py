@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import sys
 from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Literal
+from typing import Literal, NoReturn
 
-from typing_extensions import Self
+from typing_extensions import Self, deprecated
 
 from ._backends import running_asyncio_loop, running_backend
+from ._checks import check_seconds
 from ._detector_event import BlockingEvent
 from ._detector_session import (
     DetectorSession,
@@ -112,10 +112,7 @@ class BlockingDetector:
         allow: Iterable[str] = (),
         strict_rules: int | None = None,
     ) -> None:
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-            raise TypeError(f"threshold must be a number of seconds, got {threshold!r}")
-        if not (threshold > 0 and math.isfinite(threshold)):
-            raise ValueError(f"threshold must be a positive, finite number of seconds, got {threshold!r}")
+        seconds = check_seconds(threshold, "threshold")
         if on_block is not None and not callable(on_block):
             raise TypeError(f"on_block must be a callable taking a BlockingEvent, got {on_block!r}")
         if strict is True:
@@ -127,7 +124,6 @@ class BlockingDetector:
         parsed = tuple(parse_allow(rule) for rule in allow)
         if parsed and strict is False:
             raise ValueError("allow rules only apply to strict mode; pass strict=True (or 'raise') with them")
-        seconds = float(threshold)
         self._settings = DetectorSettings(
             threshold=seconds,
             interval=max(seconds / BEATS_PER_THRESHOLD, MIN_INTERVAL),
@@ -171,6 +167,17 @@ class BlockingDetector:
 
     # -- async with -----------------------------------------------------------------
 
+    @deprecated("BlockingDetector is an async context manager: use 'async with BlockingDetector(...)'", category=None)
+    def __enter__(self) -> NoReturn:
+        raise TypeError(
+            "BlockingDetector watches an event loop, so it is entered with 'async with BlockingDetector(...):' "
+            "inside a coroutine, not with 'with'; to watch a whole program, run it under "
+            "'python -m asyncbridge watch'"
+        )
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Never reached: ``__enter__`` raises (defined so that ``with`` reaches it)."""
+
     async def __aenter__(self) -> Self:
         if self._session is not None:
             raise RuntimeError("this BlockingDetector is already active; to nest detectors, create another one")
@@ -203,16 +210,25 @@ class BlockingDetector:
 
     # -- attaching without async with (python -m asyncbridge watch) --------------------
 
-    def _attach(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Start watching ``loop``, which this thread is about to run. Sync, for loop hooks."""
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start watching ``loop``, which this thread is about to run; for code that runs loops itself.
+
+        The sync counterpart of ``async with``, for a loop runner that
+        cannot enter the detector inside the loop (``python -m asyncbridge
+        watch`` wraps ``run_forever`` with it). Call :meth:`detach` once the
+        loop has stopped.
+
+        Raises:
+            RuntimeError: the detector is already active.
+        """
         if self._session is not None:
             raise RuntimeError("this BlockingDetector is already active")
         # The hook's frame: it runs the loop, in C for uvloop, so it is what an idle loop thread shows.
         entry = sys._getframe(1)  # pyright: ignore[reportPrivateUsage]
         self._session = start_asyncio(self._settings, self._record, loop, entry)
 
-    def _detach(self) -> None:
-        """Stop watching, once the loop has stopped running; wait for the watchdog."""
+    def detach(self) -> None:
+        """Stop watching the loop given to :meth:`attach`, once it has stopped running; waits for the watchdog."""
         session = self._session
         if session is None:
             return

@@ -26,6 +26,7 @@ from typing_extensions import Self
 from ._backends import current_inbox
 from ._call import Call, CallExecutor
 from ._exceptions import ExecutorShutdownError
+from ._thread_start import new_thread, start_thread
 
 __all__ = [
     "ONE_OFF_THREADS",
@@ -75,7 +76,7 @@ class OneOffThreads:
     """Runs each call on a fresh daemon thread: for waits that must not take a pool slot."""
 
     def submit_call(self, call: Call, /) -> None:
-        threading.Thread(target=call.run, name="asyncbridge-waiter", daemon=True).start()
+        start_thread(new_thread(call.run, "asyncbridge-waiter"), call.fail)
 
     def drop_call(self, call: Call, /) -> bool:
         return False

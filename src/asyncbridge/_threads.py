@@ -18,14 +18,16 @@ Design, from the measurements in ``bench/``:
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures as cf
 import contextvars
 import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from typing_extensions import ParamSpec
 
@@ -35,6 +37,7 @@ from ._checks import check_count, check_seconds_or_never
 from ._exceptions import ExecutorShutdownError
 from ._executor import ExecutorBase, wait_off_loop
 from ._statistics import ExecutorStatistics
+from ._thread_start import new_thread, start_thread
 
 __all__ = [
     "DEFAULT_MAX_THREADS",
@@ -150,6 +153,8 @@ class ThreadExecutor(ExecutorBase):
         self._shutdown = False
         self._all_exited = threading.Event()
         self._all_exited.set()
+        self._submitted: set[cf.Future[Any]] = set()  # submit()ted and not done: exit waits for them
+        _live.add(self)
 
     def __repr__(self) -> str:
         state = "shut down" if self._shutdown else f"{self._threads} threads"
@@ -232,26 +237,32 @@ class ThreadExecutor(ExecutorBase):
             self._all_exited.clear()
             number = self._started
         # Start the thread outside the lock: Thread.start() waits for the new
-        # thread to come up, and workers need the lock meanwhile.
+        # thread to come up, and workers need the lock meanwhile. On an event
+        # loop's thread, the thread is started by the starter thread instead.
+        thread = new_thread(self._work, f"{self._name}-{number}")
         try:
-            threading.Thread(target=self._work, name=f"{self._name}-{number}", daemon=True).start()
+            start_thread(thread, self._start_failed)
         except BaseException as exc:
-            stranded: list[Call] = []
-            with self._lock:
-                self._threads -= 1
-                self._waking -= 1
-                if self._idle:  # others held back while we tried: wake one for them
-                    self._waking += 1
-                    self._idle.pop().wake.release()
-                elif not self._threads:  # nobody at all will run what is queued
-                    self._all_exited.set()
-                    while self._pending:
-                        queued = self._pending.popleft()
-                        if self._unclaim(queued):
-                            stranded.append(queued)
-            for queued in stranded:
-                queued.fail(RuntimeError(f"{self!r} could not start a worker thread: {exc!r}"))
+            self._start_failed(exc)
             raise
+
+    def _start_failed(self, exc: BaseException) -> None:
+        """A worker thread counted in by ``_wake_one`` could not start: count it out, fail what it strands."""
+        stranded: list[Call] = []
+        with self._lock:
+            self._threads -= 1
+            self._waking -= 1
+            if self._idle:  # others held back while we tried: wake one for them
+                self._waking += 1
+                self._idle.pop().wake.release()
+            elif not self._threads:  # nobody at all will run what is queued
+                self._all_exited.set()
+                while self._pending:
+                    queued = self._pending.popleft()
+                    if self._unclaim(queued):
+                        stranded.append(queued)
+        for queued in stranded:
+            queued.fail(RuntimeError(f"{self!r} could not start a worker thread: {exc!r}"))
 
     def _retire(self, worker: _Worker) -> None:
         """Count a worker out; under the lock, in the same section that decides it exits."""
@@ -380,6 +391,11 @@ class ThreadExecutor(ExecutorBase):
         """
         future: cf.Future[T] = cf.Future()
         self.submit_call(_FutureCall(future, fn, args, kwargs, contextvars.copy_context(), self))
+        if not future.done():
+            # Kept until done, so that the interpreter's exit waits for it (see _finish_at_exit).
+            submitted = self._submitted
+            submitted.add(future)
+            future.add_done_callback(submitted.discard)
         return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -452,6 +468,43 @@ class ThreadExecutor(ExecutorBase):
                 max_wait_time=max(w.wait_max for w in workers),
             )
 
+
+# -- interpreter exit --------------------------------------------------------------------
+
+EXIT_GRACE = 5.0
+"""Seconds the interpreter's exit waits, at most, for calls started by awaiting tasks (abandoned ones included).
+
+Work accepted by ``submit()`` and ``map()`` is waited for without a bound, as
+``concurrent.futures`` promises; a call whose awaiting caller has gone (it was
+cancelled or timed out, and the call runs on) must not hold the exit up for
+ever, so once the submitted work is done the executors are shut down and their
+threads get this long to finish. Whatever still runs then is stopped with the
+interpreter, like any daemon thread.
+"""
+
+_live: weakref.WeakSet[ThreadExecutor] = weakref.WeakSet()
+
+
+def _finish_at_exit() -> None:
+    """At interpreter exit: finish the submit()ted work of every executor, then give the rest EXIT_GRACE."""
+    while True:
+        pending = [f for executor in list(_live) for f in list(executor._submitted)]
+        if not pending:
+            break
+        cf.wait(pending)
+    deadline = time.monotonic() + EXIT_GRACE
+    executors = list(_live)
+    for executor in executors:
+        executor.shutdown(wait=False, cancel_futures=True)
+    for executor in executors:
+        if not executor._all_exited.wait(max(0.0, deadline - time.monotonic())):
+            break
+
+
+# threading runs these before it waits for non-daemon threads, as concurrent.futures does, so the
+# worker threads that the waiting needs can still be started; atexit would run too late for that.
+_register_atexit: Callable[[Callable[[], None]], object] = getattr(threading, "_register_atexit", atexit.register)
+_register_atexit(_finish_at_exit)
 
 _default_lock = threading.Lock()
 _default: ThreadExecutor | None = None

@@ -146,8 +146,7 @@ class _Watcher:
         def run_forever(loop: Any) -> None:
             detector = BlockingDetector(watcher.threshold, on_block=watcher.events.append)
             try:
-                # _attach/_detach: the detector's sync hooks for a loop runner, kept out of its public API.
-                detector._attach(loop)  # pyright: ignore[reportPrivateUsage]
+                detector.attach(loop)
             except Exception:  # never let the watcher break the program it watches
                 traceback.print_exc()
                 return original(loop)
@@ -155,7 +154,7 @@ class _Watcher:
             try:
                 return original(loop)
             finally:
-                detector._detach()  # pyright: ignore[reportPrivateUsage]
+                detector.detach()
 
         return run_forever
 
