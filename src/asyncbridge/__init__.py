@@ -15,6 +15,7 @@ from ._exceptions import (
     WorkerCrashedError,
     WorkerStartError,
 )
+from ._limit import CapacityLimiter, CapacityLimiterStatistics
 from ._portal import sync_wrap
 from ._processes import ProcessExecutor, to_process
 from ._statistics import ExecutorStatistics
@@ -29,6 +30,8 @@ __all__ = [
     "BlockingCallError",
     "BlockingDetector",
     "BlockingEvent",
+    "CapacityLimiter",
+    "CapacityLimiterStatistics",
     "ExecutorShutdownError",
     "ExecutorStatistics",
     "ProcessExecutor",

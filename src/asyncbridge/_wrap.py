@@ -19,7 +19,7 @@ from ._call import DROPPED, Call, CallExecutor
 from ._checks import check_seconds_or_never
 from ._exceptions import ExecutorShutdownError
 from ._executor import ONE_OFF_THREADS, adapt_executor
-from ._limit import Limiter
+from ._limit import CapacityLimiter
 from ._threads import get_default_executor
 
 __all__ = ["async_wrap", "to_thread"]
@@ -69,7 +69,7 @@ def async_wrap(fn: Callable[P, T], /) -> Callable[P, Coroutine[Any, Any, T]]: ..
 def async_wrap(
     *,
     executor: cf.Executor | None = None,
-    limit: int | None = None,
+    limit: int | CapacityLimiter | None = None,
     timeout: float | None = None,
     abandon_on_cancel: bool = True,
 ) -> _AsyncWrapDecorator: ...
@@ -80,7 +80,7 @@ def async_wrap(
     /,
     *,
     executor: cf.Executor | None = None,
-    limit: int | None = None,
+    limit: int | CapacityLimiter | None = None,
     timeout: float | None = None,
     abandon_on_cancel: bool = True,
 ) -> Any:
@@ -112,7 +112,11 @@ def async_wrap(
         limit: at most this many calls of this function run at once, across
             every event loop and thread, whatever the executor; further calls
             wait their turn. A call abandoned by a cancelled caller keeps its
-            place until its function really returns.
+            place until its function really returns. An int makes a limit of
+            the function's own; a :class:`CapacityLimiter` is shared with
+            every function given it. Either way the wrapped function's
+            ``limiter`` attribute is the limiter (None without a limit), whose
+            ``statistics()`` show the calls waiting for it.
         timeout: seconds after which a call fails with :class:`TimeoutError`,
             waiting for a ``limit`` slot included; the same as wrapping the
             await in ``anyio.fail_after(timeout)``, with a message naming
@@ -187,7 +191,7 @@ def _describe(fn: object) -> str:
 def _decorate(
     fn: Any,
     adapter: CallExecutor | None,
-    limiter: Limiter | None,
+    limiter: CapacityLimiter | None,
     timeout: float | None,
     abandon_on_cancel: bool,
 ) -> Any:
@@ -218,7 +222,7 @@ def _decorate(
 def _wrap_function(
     fn: Callable[..., Any],
     adapter: CallExecutor | None,
-    limiter: Limiter | None,
+    limiter: CapacityLimiter | None,
     timeout: float | None,
     abandon_on_cancel: bool,
 ) -> Callable[..., Coroutine[Any, Any, Any]]:
@@ -268,7 +272,9 @@ def _wrap_function(
                 # Only reached when the deadline cancelled the call (else the return ran).
                 raise _timed_out(fn, timeout)
 
-    return functools.wraps(fn)(wrapper)
+    wrapped = functools.wraps(fn)(wrapper)
+    wrapped.limiter = limiter  # type: ignore[attr-defined]
+    return wrapped
 
 
 def _gen_step(lock: threading.Lock, ctx: Context, method: Callable[[Any], Any], arg: Any) -> tuple[bool, Any]:
@@ -300,7 +306,7 @@ def _close_later(executor: CallExecutor, lock: threading.Lock, ctx: Context, gen
 def _wrap_generator(
     fn: Callable[..., Generator[Any, Any, Any]],
     adapter: CallExecutor | None,
-    limiter: Limiter | None,
+    limiter: CapacityLimiter | None,
     timeout: float | None,
     abandon_on_cancel: bool,
 ) -> Callable[..., AsyncGenerator[Any, Any]]:
@@ -360,20 +366,22 @@ def _wrap_generator(
                             _close_later(executor, lock, ctx, gen)
                         raise
 
-    return functools.wraps(fn)(wrapper)
+    wrapped_gen = functools.wraps(fn)(wrapper)
+    wrapped_gen.limiter = limiter  # type: ignore[attr-defined]
+    return wrapped_gen
 
 
 # -- argument checks ----------------------------------------------------------------
 
 
-def _make_limiter(limit: object) -> Limiter | None:
-    if limit is None:
-        return None
+def _make_limiter(limit: object) -> CapacityLimiter | None:
+    if limit is None or isinstance(limit, CapacityLimiter):
+        return limit
     if isinstance(limit, bool) or not isinstance(limit, int):
-        raise TypeError(f"limit must be an int or None, got {type(limit).__name__} {limit!r}")
+        raise TypeError(f"limit must be an int, a CapacityLimiter or None, got {type(limit).__name__} {limit!r}")
     if limit < 1:
         raise ValueError(f"limit must be at least 1 (or None for no limit), got {limit}")
-    return Limiter(limit)
+    return CapacityLimiter(limit)
 
 
 def _check_timeout(timeout: object) -> float | None:
