@@ -109,7 +109,10 @@ def adapt_executor(executor: object) -> CallExecutor | None:
         )
     if isinstance(executor, ExecutorBase):
         return executor
-    if isinstance(executor, cf.ThreadPoolExecutor):
+    if type(executor) is cf.ThreadPoolExecutor:
+        # Exactly the stdlib class: its threads run the Call itself (context, check_cancelled).
+        # A subclass may pickle what it is given (3.14's InterpreterPoolExecutor does): it gets
+        # only the user's function and arguments, through its public submit().
         return ForeignThreadPool(executor)
     if isinstance(executor, cf.Executor):
         return ForeignExecutor(executor)
