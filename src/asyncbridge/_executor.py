@@ -26,6 +26,7 @@ from typing_extensions import Self
 from ._backends import current_inbox
 from ._call import Call, CallExecutor
 from ._exceptions import ExecutorShutdownError
+from ._reference import function_reference
 from ._thread_start import new_thread, start_thread
 
 __all__ = [
@@ -160,7 +161,8 @@ class ForeignExecutor:
         self.executor = executor
 
     def _submit(self, call: Call) -> cf.Future[Any]:
-        return self.executor.submit(call.fn, *call.args, **call.kwargs)
+        # A process pool pickles the function by name, and under @async_wrap the name finds the wrapper.
+        return self.executor.submit(function_reference(call.fn), *call.args, **call.kwargs)
 
     def submit_call(self, call: Call, /) -> None:
         try:
