@@ -1257,7 +1257,7 @@ async def test_worker_killed_while_the_loop_reads_a_large_reply_fails_the_call()
 
         def kill_mid_reply() -> None:
             deadline = time.monotonic() + 20
-            while worker.large is None and time.monotonic() < deadline:
+            while worker.replies.large is None and time.monotonic() < deadline:
                 time.sleep(0.0002)
             os.kill(pid, signal.SIGKILL)
             killed.set()

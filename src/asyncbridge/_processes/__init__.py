@@ -66,13 +66,14 @@ from typing import Any, Protocol, TypeVar, cast
 
 from typing_extensions import ParamSpec
 
-from . import _process_worker
-from ._backends import Inbox, current_inbox
-from ._call import DROPPED, PENDING, RUNNING, Call, CallExecutor, FutureCall, logger
-from ._exceptions import ExecutorShutdownError, WorkerCrashedError, WorkerStartError
-from ._executor import ExecutorBase, check_max_workers, wait_off_loop
-from ._process_worker import HEADER_SIZE, PROTOCOL, RAISED, READY, RESULT, START_FAILED
-from ._statistics import ExecutorStatistics
+from .._backends import Inbox, current_inbox
+from .._call import DROPPED, PENDING, RUNNING, Call, CallExecutor, FutureCall, logger
+from .._exceptions import ExecutorShutdownError, WorkerCrashedError, WorkerStartError
+from .._executor import ExecutorBase, check_max_workers, wait_off_loop
+from .._statistics import ExecutorStatistics
+from . import framing
+from . import worker as _process_worker
+from .framing import PROTOCOL, RAISED, READY, RESULT, START_FAILED, STOP_FRAME, FrameReader
 
 __all__ = ["ProcessExecutor", "to_process"]
 
@@ -84,10 +85,8 @@ MAX_START_FAILURES = 3  # failed starts in a row before calls fail fast; a guess
 START_RETRY_DELAY = 1.0  # seconds between start attempts once starts keep failing; arbitrary
 STOP_GRACE = 10.0  # seconds a worker asked to exit may take before it is killed; arbitrary
 
-_STOP_FRAME = bytes(HEADER_SIZE)  # an empty frame: "exit now"
 _MANAGER: object = object()  # a reply pipe's owner: the manager thread (else a loop's inbox, or None: nobody)
 LOOP_CHECK_INTERVAL = 1.0  # seconds between the manager's checks that a loop reading a reply still runs
-_READ_SIZE = 65536
 
 # Worker states. STARTING -> IDLE <-> BUSY -> STOPPING -> DEAD; KILLED when a
 # cancelled call's worker was killed; any state -> DEAD when the process exits.
@@ -130,7 +129,7 @@ def _cloudpickle() -> Any:
     """The cloudpickle module if it is installed, else None (looked up once)."""
     global _cloudpickle_module, _cloudpickle_checked
     if not _cloudpickle_checked:
-        _cloudpickle_module = _process_worker._cloudpickle()
+        _cloudpickle_module = _process_worker.import_cloudpickle()
         _cloudpickle_checked = True
     return _cloudpickle_module
 
@@ -194,7 +193,7 @@ def _pickling_error(pieces: list[tuple[str, object]], error: Exception, cloudpic
             culprit, label = piece, piece_label
             break
     if culprit is not None and not isinstance(culprit, types.FunctionType):
-        label += f" (a {_process_worker._type_name(culprit)})"
+        label += f" (a {_process_worker.type_name(culprit)})"
     by_name = isinstance(culprit, types.FunctionType) and cloudpickle is None
     hint = ""
     if by_name:
@@ -212,10 +211,6 @@ def _call_pieces(fn: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> l
     pieces += [(f"positional argument {i}", arg) for i, arg in enumerate(args)]
     pieces += [(f"keyword argument {name!r}", arg) for name, arg in kwargs.items()]
     return pieces
-
-
-def _frame(data: bytes) -> bytes:
-    return len(data).to_bytes(HEADER_SIZE, "little") + data
 
 
 # -- worker processes ----------------------------------------------------------
@@ -239,7 +234,8 @@ class _Subprocess:
 
     def __init__(self, fds: tuple[int, int, int]) -> None:
         self.popen = subprocess.Popen(
-            [sys.executable, "-c", _process_worker.BOOTSTRAP, _process_worker.__file__, *map(str, fds)],
+            [sys.executable, "-c", _process_worker.BOOTSTRAP, framing.__file__, _process_worker.__file__]
+            + [str(fd) for fd in fds],
             pass_fds=fds,
             stdin=subprocess.DEVNULL,
         )
@@ -324,17 +320,15 @@ class _Worker:
 
     __slots__ = (
         "alive_fd",
-        "buffer",
         "deadline",
         "idle_since",
         "job",
-        "large",
-        "large_got",
         "loop",
         "outbuf",
         "owner",
         "pid",
         "process",
+        "replies",
         "reply_closing",
         "reply_fd",
         "request_fd",
@@ -357,9 +351,7 @@ class _Worker:
         self.tasks = 0
         self.outbuf: memoryview | None = None  # the rest of a frame the pipe had no room for
         self.writing = False  # registered with the selector for write readiness
-        self.buffer = bytearray()  # reply bytes read but not yet a whole frame
-        self.large: bytearray | None = None  # a frame too large for one read, being filled
-        self.large_got = 0
+        self.replies = FrameReader()
         self.idle_since = 0.0
         self.deadline = 0.0  # when a STOPPING worker gets killed
         self.start_failure: tuple[str, BaseException | None] | None = None
@@ -370,49 +362,6 @@ class _Worker:
         self.watched = False  # reply_fd is registered with the manager's selector (manager thread only)
         self.loop: Inbox | None = None  # the inbox of the loop whose add_reader watches reply_fd
         self.reply_closing = False  # dead: reply_fd is closed by self.loop once it stops watching it
-
-    def read_frames(self) -> tuple[list[bytearray], bool]:
-        """Read what the reply pipe holds (one read: the selector is level-triggered).
-
-        Returns the whole frames received and whether the pipe reached end of file.
-        """
-        frames: list[bytearray] = []
-        large = self.large
-        try:
-            if large is not None:
-                n = os.readv(self.reply_fd, [memoryview(large)[self.large_got :]])
-                if n == 0:
-                    return frames, True
-                self.large_got += n
-                if self.large_got == len(large):
-                    frames.append(large)
-                    self.large = None
-                return frames, False
-            data = os.read(self.reply_fd, _READ_SIZE)
-        except BlockingIOError:
-            return frames, False
-        except OSError:
-            return frames, True
-        if not data:
-            return frames, True
-        buffer = self.buffer
-        buffer += data
-        while len(buffer) >= HEADER_SIZE:
-            size = int.from_bytes(buffer[:HEADER_SIZE], "little")
-            end = HEADER_SIZE + size
-            if len(buffer) >= end:
-                frames.append(buffer[HEADER_SIZE:end])
-                del buffer[:end]
-            elif size > _READ_SIZE:  # read the rest straight into a buffer of its own
-                large = bytearray(size)
-                have = len(buffer) - HEADER_SIZE
-                large[:have] = buffer[HEADER_SIZE:]
-                self.large, self.large_got = large, have
-                buffer.clear()
-                break
-            else:
-                break
-        return frames, False
 
     def close_fds(self) -> None:
         """Close the pipes and the process handle; reply_fd later, by its loop, if one watches it."""
@@ -532,7 +481,7 @@ class _Pool:
                 "protect the main script's entry point with: if __name__ == '__main__':"
             )
         fn, args, kwargs = call.fn, call.args, call.kwargs
-        job = _Job(call, _frame(_dumps((fn, args, kwargs), lambda: _call_pieces(fn, args, kwargs), fn)))
+        job = _Job(call, framing.frame(_dumps((fn, args, kwargs), lambda: _call_pieces(fn, args, kwargs), fn)))
         call.handle = job
         start_manager = False
         with self.lock:
@@ -699,7 +648,7 @@ class _Pool:
                 if worker.loop is loop:
                     self._remove_reader_locked(worker, loop)
                 return
-            frames, eof = worker.read_frames()
+            frames, eof = worker.replies.read(worker.reply_fd)
             if frames:  # the reply to its call: the one frame a worker sends while running one
                 job = worker.job
                 if job is not None:
@@ -873,7 +822,7 @@ class _Pool:
                                 worker.watched = False
                                 selector.unregister(worker.reply_fd)
                                 continue
-                    frames, eof = worker.read_frames()  # ours: only this thread takes it from us
+                    frames, eof = worker.replies.read(worker.reply_fd)  # ours: only this thread takes it from us
                     for frame in frames:
                         self._on_frame(worker, frame)
                 else:  # the pidfd: the process has exited
@@ -923,7 +872,7 @@ class _Pool:
         init = pickle.dumps((sys.path, _main_reference(), self.initializer), PROTOCOL)
         with self.lock:
             self.workers.append(worker)
-            self._send_locked(worker, _frame(init))
+            self._send_locked(worker, framing.frame(init))
         return True
 
     def _write_more(self, worker: _Worker, selector: selectors.BaseSelector) -> None:
@@ -1038,7 +987,7 @@ class _Pool:
     def _stop_locked(self, worker: _Worker, now: float) -> None:
         worker.state = _STOPPING
         worker.deadline = now + STOP_GRACE
-        self._send_locked(worker, _STOP_FRAME)
+        self._send_locked(worker, STOP_FRAME)
         if threading.get_ident() != self.manager_ident:  # a loop recycled it: the manager keeps the deadline
             self._wake_locked()
 
@@ -1059,7 +1008,7 @@ class _Pool:
             with self.lock:  # a loop reads (under the lock) only while it owns the pipe
                 self._set_owner_locked(worker, _MANAGER)
         while True:
-            frames, eof = worker.read_frames()
+            frames, eof = worker.replies.read(worker.reply_fd)
             for frame in frames:
                 self._on_frame(worker, frame)
             if eof or not frames:
