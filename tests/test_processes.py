@@ -129,7 +129,7 @@ def child_pids() -> set[int]:
 @pytest.fixture
 def no_cloudpickle(monkeypatch: pytest.MonkeyPatch) -> None:
     """Behave as if cloudpickle were not installed."""
-    monkeypatch.setattr(_processes, "_cloudpickle", lambda: None)
+    monkeypatch.setattr(_processes.pickling, "_cloudpickle", lambda: None)
 
 
 # -- construction and bad input --------------------------------------------------------
@@ -609,7 +609,7 @@ def test_functions_of_an_interactive_main_module(cloudpickle_installed: bool) ->
         import asyncbridge
         from asyncbridge import _processes
         if not {cloudpickle_installed}:
-            _processes._cloudpickle = lambda: None
+            _processes.pickling._cloudpickle = lambda: None
         def interactive(x):
             return x * 3
         async def main():

@@ -56,7 +56,6 @@ import subprocess
 import sys
 import threading
 import time
-import types
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -73,7 +72,8 @@ from .._executor import ExecutorBase, check_max_workers, wait_off_loop
 from .._statistics import ExecutorStatistics
 from . import framing
 from . import worker as _process_worker
-from .framing import PROTOCOL, RAISED, READY, RESULT, START_FAILED, STOP_FRAME, FrameReader
+from .framing import PROTOCOL, READY, RESULT, START_FAILED, STOP_FRAME, FrameReader
+from .pickling import call_pieces, describe_function, dumps, main_reference, set_outcome, with_remote_traceback
 
 __all__ = ["ProcessExecutor", "to_process"]
 
@@ -105,112 +105,6 @@ def _usable_cpus() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
-
-
-class _RemoteTraceback(Exception):
-    """The worker's traceback, set as ``__cause__`` of an exception raised in a worker."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self.text = text
-
-    def __str__(self) -> str:
-        return f'\n"""\n{self.text}"""'
-
-
-# -- pickling in the caller's thread -------------------------------------------
-
-
-_cloudpickle_module: Any = None
-_cloudpickle_checked = False
-
-
-def _cloudpickle() -> Any:
-    """The cloudpickle module if it is installed, else None (looked up once)."""
-    global _cloudpickle_module, _cloudpickle_checked
-    if not _cloudpickle_checked:
-        _cloudpickle_module = _process_worker.import_cloudpickle()
-        _cloudpickle_checked = True
-    return _cloudpickle_module
-
-
-def _describe_function(fn: object) -> str:
-    name = getattr(fn, "__qualname__", None)
-    if isinstance(name, str):
-        return f"{name}()"
-    return repr(fn)
-
-
-def _main_is_interactive() -> bool:
-    main = sys.modules.get("__main__")
-    if isinstance(main, _process_worker.LazyMain):
-        return False
-    return main is None or (getattr(main, "__file__", None) is None and getattr(main, "__spec__", None) is None)
-
-
-def _dumps(obj: object, pieces: Callable[[], list[tuple[str, object]]], fn: object) -> bytes:
-    """Pickle ``obj`` for a worker; on failure raise a TypeError or PicklingError naming the culprit.
-
-    ``pieces`` lists the parts of ``obj`` with a name for each; they are
-    pickled one by one only after a failure, to find the one to blame, so the
-    common path is a single ``pickle.dumps``.
-    """
-    error: Exception | None = None
-    by_value = getattr(fn, "__module__", None) == "__main__" and _main_is_interactive()
-    if not by_value:
-        try:
-            return pickle.dumps(obj, PROTOCOL)
-        except Exception as exc:
-            error = exc
-    cloudpickle = _cloudpickle()
-    if cloudpickle is not None:
-        try:
-            data: bytes = cloudpickle.dumps(obj, PROTOCOL)
-        except Exception as exc:
-            error = exc
-        else:
-            return data
-    elif by_value:
-        raise pickle.PicklingError(
-            f"cannot send the function {_describe_function(fn)} to a worker process: it was defined in "
-            "an interactive session, so a worker cannot import it by name; define it in a module, "
-            "or install cloudpickle (pip install cloudpickle) to send it by value"
-        )
-    assert error is not None
-    raise _pickling_error(pieces(), error, cloudpickle) from error
-
-
-def _pickling_error(pieces: list[tuple[str, object]], error: Exception, cloudpickle: Any) -> Exception:
-    culprit: object = None
-    label = "the call"  # if each piece pickles alone but not all together: blame the whole
-    for piece_label, piece in pieces:
-        try:
-            if cloudpickle is None:
-                pickle.dumps(piece, PROTOCOL)
-            else:
-                cloudpickle.dumps(piece, PROTOCOL)
-        except Exception:
-            culprit, label = piece, piece_label
-            break
-    if culprit is not None and not isinstance(culprit, types.FunctionType):
-        label += f" (a {_process_worker.type_name(culprit)})"
-    by_name = isinstance(culprit, types.FunctionType) and cloudpickle is None
-    hint = ""
-    if by_name:
-        hint = (
-            "; only functions importable by name can be sent (not lambdas, closures or functions "
-            "defined inside functions): define it at module level, or install cloudpickle "
-            "(pip install cloudpickle) to send it by value"
-        )
-    kind = pickle.PicklingError if by_name or isinstance(error, pickle.PicklingError) else TypeError
-    return kind(f"cannot send {label} to a worker process: {type(error).__name__}: {error}{hint}")
-
-
-def _call_pieces(fn: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[tuple[str, object]]:
-    pieces: list[tuple[str, object]] = [(f"the function {_describe_function(fn)}", fn)]
-    pieces += [(f"positional argument {i}", arg) for i, arg in enumerate(args)]
-    pieces += [(f"keyword argument {name!r}", arg) for name, arg in kwargs.items()]
-    return pieces
 
 
 # -- worker processes ----------------------------------------------------------
@@ -481,7 +375,7 @@ class _Pool:
                 "protect the main script's entry point with: if __name__ == '__main__':"
             )
         fn, args, kwargs = call.fn, call.args, call.kwargs
-        job = _Job(call, framing.frame(_dumps((fn, args, kwargs), lambda: _call_pieces(fn, args, kwargs), fn)))
+        job = _Job(call, framing.frame(dumps((fn, args, kwargs), lambda: call_pieces(fn, args, kwargs), fn)))
         call.handle = job
         start_manager = False
         with self.lock:
@@ -659,7 +553,7 @@ class _Pool:
                 self._set_owner_locked(worker, _MANAGER)
         if job is not None:
             call = job.call
-            kind = self._set_outcome(worker, call, frames[0])
+            kind = set_outcome(call, worker.pid, frames[0])
             if kind != RESULT:
                 with self.lock:
                     self.failed += 1
@@ -869,7 +763,7 @@ class _Pool:
         worker.watched = True
         if process.sentinel is not None:
             selector.register(process.sentinel, selectors.EVENT_READ, worker)
-        init = pickle.dumps((sys.path, _main_reference(), self.initializer), PROTOCOL)
+        init = pickle.dumps((sys.path, main_reference(), self.initializer), PROTOCOL)
         with self.lock:
             self.workers.append(worker)
             self._send_locked(worker, framing.frame(init))
@@ -909,7 +803,7 @@ class _Pool:
         if kind == START_FAILED:
             _, remote_exc, text, description = message
             reason = f"the initializer {self.initializer_name} raised {description}"
-            worker.start_failure = (reason, _with_remote_traceback(remote_exc, text, description))
+            worker.start_failure = (reason, with_remote_traceback(remote_exc, text, description))
             return
         with self.lock:
             job = worker.job
@@ -923,39 +817,8 @@ class _Pool:
         if job is None:
             return  # its caller was cancelled just now
         call = job.call
-        self._set_outcome(worker, call, frame, message, unpickling_error)
+        set_outcome(call, worker.pid, frame, message, unpickling_error)
         call.finish()
-
-    def _set_outcome(
-        self,
-        worker: _Worker,
-        call: Call,
-        frame: bytearray,
-        message: tuple[Any, ...] | None = None,
-        unpickling_error: Exception | None = None,
-    ) -> int:
-        """Set the outcome of ``call`` from its reply (decoded here unless ``message``); return its kind."""
-        if message is None:
-            decoded: tuple[Any, ...] = ()
-            try:
-                decoded = pickle.loads(frame)
-            except Exception as exc:  # e.g. the result's class cannot be imported here
-                unpickling_error = exc
-            message = decoded
-        kind: int = message[0] if message else -1
-        if kind == RESULT:
-            call.result = message[1]
-        elif kind == RAISED:
-            _, remote_exc, text, description = message
-            call.exc = _with_remote_traceback(remote_exc, text, description)
-        else:
-            error = pickle.UnpicklingError(
-                f"the reply of worker process {worker.pid} to {_describe_function(call.fn)} could not be "
-                f"unpickled: {type(unpickling_error).__name__}: {unpickling_error}"
-            )
-            error.__cause__ = unpickling_error
-            call.exc = error
-        return kind
 
     def _worker_free_locked(self, worker: _Worker, now: float) -> None:
         """Give a worker that just became free its next call, or stop it, or park it."""
@@ -1038,7 +901,7 @@ class _Pool:
         if job is not None:
             call = job.call
             call.exc = WorkerCrashedError(
-                f"worker process {worker.pid} died while running {_describe_function(call.fn)}: "
+                f"worker process {worker.pid} died while running {describe_function(call.fn)}: "
                 f"{_exit_description(exitcode)}",
                 pid=worker.pid,
                 exitcode=exitcode,
@@ -1134,31 +997,6 @@ class _Pool:
             self.manager_ident = None
             self._close_wake_pipe_locked()
             self.all_exited.set()
-
-
-def _with_remote_traceback(exc: BaseException | None, text: str, description: str) -> BaseException:
-    """The exception a worker sent back, its traceback attached as the cause (as the stdlib does)."""
-    if exc is None:  # it could not cross: a stand-in that says what it was
-        exc = RuntimeError(f"the worker process raised {description}")
-    exc.__cause__ = _RemoteTraceback(text)
-    return exc
-
-
-def _main_reference() -> tuple[str, str] | None:
-    """How a worker can import the parent's ``__main__`` when a call needs it (as spawn does)."""
-    main = sys.modules.get("__main__")
-    if main is None:
-        return None
-    if isinstance(main, _process_worker.LazyMain):
-        return main.asyncbridge_main_reference
-    spec = getattr(main, "__spec__", None)
-    name = getattr(spec, "name", None)
-    if isinstance(name, str) and name != "__main__":
-        return ("name", name)
-    path = getattr(main, "__file__", None)
-    if isinstance(path, str) and os.path.exists(path):
-        return ("path", os.path.abspath(path))
-    return None
 
 
 _pools: weakref.WeakSet[_Pool] = weakref.WeakSet()
@@ -1274,8 +1112,8 @@ class ProcessExecutor(ExecutorBase):
         init: bytes | None = None
         init_name = ""
         if initializer is not None:
-            init_name = _describe_function(initializer)
-            init = _dumps(
+            init_name = describe_function(initializer)
+            init = dumps(
                 (initializer, initargs),
                 lambda: [
                     (f"the initializer {init_name}", initializer),
