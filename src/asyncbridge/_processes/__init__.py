@@ -46,13 +46,10 @@ from __future__ import annotations
 import atexit
 import concurrent.futures as cf
 import contextlib
-import multiprocessing.connection
 import multiprocessing.context
 import os
 import pickle
 import selectors
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -60,8 +57,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from importlib import import_module
-from multiprocessing.process import BaseProcess
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from typing_extensions import ParamSpec
 
@@ -73,6 +69,7 @@ from .._statistics import ExecutorStatistics
 from . import framing
 from . import worker as _process_worker
 from .framing import PROTOCOL, READY, RESULT, START_FAILED, STOP_FRAME, FrameReader
+from .launch import LaunchedProcess, Subprocess, exit_description, start_worker, usable_cpus
 from .pickling import call_pieces, describe_function, dumps, main_reference, set_outcome, with_remote_traceback
 
 __all__ = ["ProcessExecutor", "to_process"]
@@ -96,102 +93,6 @@ _BUSY = 2
 _STOPPING = 3
 _KILLED = 4
 _DEAD = 5
-
-
-def _usable_cpus() -> int:
-    process_cpu_count: Callable[[], int | None] | None = getattr(os, "process_cpu_count", None)
-    if process_cpu_count is not None:  # Python 3.13+
-        return process_cpu_count() or 1
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-# -- worker processes ----------------------------------------------------------
-
-
-class _Process(Protocol):
-    """A started worker process, however it was started."""
-
-    pid: int
-    sentinel: int | None  # readable once the process has exited; None: rely on the reply pipe's EOF
-
-    def kill(self) -> None: ...
-    def wait(self, timeout: float | None) -> int | None: ...
-    def close(self) -> None: ...
-
-
-class _Subprocess:
-    """A worker started by the default launcher: a fresh interpreter through subprocess."""
-
-    __slots__ = ("pid", "popen", "sentinel")
-
-    def __init__(self, fds: tuple[int, int, int]) -> None:
-        self.popen = subprocess.Popen(
-            [sys.executable, "-c", _process_worker.BOOTSTRAP, framing.__file__, _process_worker.__file__]
-            + [str(fd) for fd in fds],
-            pass_fds=fds,
-            stdin=subprocess.DEVNULL,
-        )
-        self.pid = self.popen.pid
-        self.sentinel: int | None = None
-        pidfd_open: Callable[[int], int] | None = getattr(os, "pidfd_open", None)
-        if pidfd_open is not None:  # Linux 5.3+
-            with contextlib.suppress(OSError):
-                self.sentinel = pidfd_open(self.pid)
-
-    def kill(self) -> None:
-        self.popen.kill()  # a no-op once the process has been waited for, so never another pid
-
-    def wait(self, timeout: float | None) -> int | None:
-        try:
-            return self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def close(self) -> None:
-        if self.sentinel is not None:
-            os.close(self.sentinel)
-            self.sentinel = None
-
-
-class _MultiprocessingProcess:
-    """A worker started through a multiprocessing context given as ``mp_context``."""
-
-    __slots__ = ("pid", "process", "sentinel")
-
-    def __init__(self, context: multiprocessing.context.BaseContext, fds: tuple[int, int, int]) -> None:
-        Connection = multiprocessing.connection.Connection
-        # Connections are how multiprocessing hands file descriptors to a child.
-        conns = [Connection(os.dup(fd)) for fd in fds]
-        # BaseContext has no Process in typeshed; every concrete context has one.
-        new_process = cast(
-            "Callable[..., BaseProcess]",
-            context.Process,  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
-        )
-        try:
-            process = new_process(
-                target=_process_worker.serve_connections, args=tuple(conns), name="asyncbridge-worker"
-            )
-            process.start()
-        finally:
-            for conn in conns:
-                conn.close()
-        self.process: BaseProcess = process
-        assert process.pid is not None
-        self.pid: int = process.pid
-        self.sentinel: int | None = process.sentinel
-
-    def kill(self) -> None:
-        self.process.kill()
-
-    def wait(self, timeout: float | None) -> int | None:
-        self.process.join(timeout)
-        return self.process.exitcode
-
-    def close(self) -> None:
-        if self.process.exitcode is not None:
-            self.process.close()
 
 
 class _Job:
@@ -234,7 +135,7 @@ class _Worker:
         "writing",
     )
 
-    def __init__(self, process: _Process, request_fd: int, reply_fd: int, alive_fd: int) -> None:
+    def __init__(self, process: LaunchedProcess, request_fd: int, reply_fd: int, alive_fd: int) -> None:
         self.process = process
         self.pid = process.pid
         self.request_fd = request_fd
@@ -275,20 +176,8 @@ class _Worker:
         for fd in (self.request_fd, self.reply_fd, self.alive_fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
-        if isinstance(self.process, _Subprocess):
+        if isinstance(self.process, Subprocess):
             self.process.close()  # our own pidfd; a multiprocessing sentinel is multiprocessing's
-
-
-def _exit_description(exitcode: int | None) -> str:
-    if exitcode is None:
-        return "exit status unknown"
-    if exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            return f"killed by signal {-exitcode}"
-        return f"killed by signal {-exitcode} ({name})"
-    return f"exited with code {exitcode}"
 
 
 # -- the pool ------------------------------------------------------------------
@@ -363,7 +252,6 @@ class _Pool:
         self.start_failures = 0  # in a row
         self.retry_at = 0.0
         self.last_start_failure: tuple[str, BaseException | None] | None = None
-        self.launching_fds: tuple[int, ...] = ()  # our ends of the pipes of a worker being started
         _pools.add(self)
 
     # -- the caller's side -----------------------------------------------------
@@ -727,24 +615,9 @@ class _Pool:
 
     def _launch(self, selector: selectors.BaseSelector) -> bool:
         """Start a worker process; False if that failed (counted as a failed start)."""
-        request_r = request_w = reply_r = reply_w = alive_r = alive_w = -1
         try:
-            request_r, request_w = os.pipe()
-            reply_r, reply_w = os.pipe()
-            alive_r, alive_w = os.pipe()
-            fds = (request_r, reply_w, alive_r)
-            # With mp_context "fork" the child copies every fd: our ends of
-            # its own pipes must be closed there (see reset_after_fork).
-            self.launching_fds = (request_w, reply_r, alive_w)
-            if self.context is None:
-                process: _Process = _Subprocess(fds)
-            else:
-                process = _MultiprocessingProcess(self.context, fds)
+            process, request_fd, reply_fd, alive_fd = start_worker(self.context)
         except BaseException as exc:
-            self.launching_fds = ()
-            for fd in (request_r, request_w, reply_r, reply_w, alive_r, alive_w):
-                if fd >= 0:
-                    os.close(fd)
             with self.lock:  # give back the place it held
                 self.alive -= 1
                 self.starting -= 1
@@ -753,13 +626,8 @@ class _Pool:
             if not isinstance(exc, Exception):
                 raise
             return False
-        self.launching_fds = ()
-        for fd in (request_r, reply_w, alive_r):  # the child's ends
-            os.close(fd)
-        os.set_blocking(request_w, False)
-        os.set_blocking(reply_r, False)
-        worker = _Worker(process, request_w, reply_r, alive_w)
-        selector.register(reply_r, selectors.EVENT_READ, worker)
+        worker = _Worker(process, request_fd, reply_fd, alive_fd)
+        selector.register(reply_fd, selectors.EVENT_READ, worker)
         worker.watched = True
         if process.sentinel is not None:
             selector.register(process.sentinel, selectors.EVENT_READ, worker)
@@ -902,14 +770,14 @@ class _Pool:
             call = job.call
             call.exc = WorkerCrashedError(
                 f"worker process {worker.pid} died while running {describe_function(call.fn)}: "
-                f"{_exit_description(exitcode)}",
+                f"{exit_description(exitcode)}",
                 pid=worker.pid,
                 exitcode=exitcode,
             )
             call.finish()
         if state == _STARTING:
             reason = worker.start_failure or (
-                f"worker process {worker.pid} {_exit_description(exitcode)} before it was ready "
+                f"worker process {worker.pid} {exit_description(exitcode)} before it was ready "
                 "(its stderr may tell why)",
                 None,
             )
@@ -956,10 +824,6 @@ class _Pool:
         self.lock = threading.RLock()
         for worker in self.workers:
             worker.forget()
-        for fd in self.launching_fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self.launching_fds = ()
         self.workers, self.idle, self.pending = [], [], deque()
         self.alive = self.starting = self.queued = self.running = 0
         self.manager, self.manager_ident = None, None
@@ -1093,7 +957,7 @@ class ProcessExecutor(ExecutorBase):
     ) -> None:
         if sys.platform == "win32":  # pragma: no cover
             raise NotImplementedError("ProcessExecutor does not support Windows yet")
-        workers = _usable_cpus() if max_workers is None else check_max_workers(max_workers)
+        workers = usable_cpus() if max_workers is None else check_max_workers(max_workers)
         if max_tasks_per_child is not None:
             check_max_workers(max_tasks_per_child, "max_tasks_per_child")
         if initializer is not None and not callable(initializer):
