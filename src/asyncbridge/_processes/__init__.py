@@ -25,7 +25,7 @@ Design, from the peers' faults (docs/processes.md tells the user's side):
   ``Inbox.reads_fds``) that finds an idle worker has its reply read, decoded
   and delivered by that loop itself (``Inbox.add_reader`` on the worker's
   reply pipe): a round trip wakes two threads, not three. One
-  reader owns a reply pipe at a time (``_Worker.owner``: the manager, a loop's inbox,
+  reader owns a reply pipe at a time (``WorkerProcess.owner``: the manager, a loop's inbox,
   or nobody while the worker is idle), changed under the pool lock. A loop
   reads only under the lock and while it owns the pipe, so the manager can
   take a pipe over at any moment (the worker exited, the loop closed,
@@ -62,15 +62,16 @@ from typing import Any, TypeVar, cast
 from typing_extensions import ParamSpec
 
 from .._backends import Inbox, current_inbox
-from .._call import DROPPED, PENDING, RUNNING, Call, CallExecutor, FutureCall, logger
+from .._call import DROPPED, PENDING, RUNNING, Call, logger
 from .._exceptions import ExecutorShutdownError, WorkerCrashedError, WorkerStartError
 from .._executor import ExecutorBase, check_max_workers, wait_off_loop
 from .._statistics import ExecutorStatistics
 from . import framing
 from . import worker as _process_worker
-from .framing import PROTOCOL, READY, RESULT, START_FAILED, STOP_FRAME, FrameReader
-from .launch import LaunchedProcess, Subprocess, exit_description, start_worker, usable_cpus
+from .framing import PROTOCOL, READY, RESULT, START_FAILED, STOP_FRAME
+from .launch import exit_description, start_worker, usable_cpus
 from .pickling import call_pieces, describe_function, dumps, main_reference, set_outcome, with_remote_traceback
+from .records import BUSY, DEAD, IDLE, KILLED, MANAGER, STARTING, STOPPING, Job, SubmittedCall, WorkerProcess
 
 __all__ = ["ProcessExecutor", "to_process"]
 
@@ -82,125 +83,9 @@ MAX_START_FAILURES = 3  # failed starts in a row before calls fail fast; a guess
 START_RETRY_DELAY = 1.0  # seconds between start attempts once starts keep failing; arbitrary
 STOP_GRACE = 10.0  # seconds a worker asked to exit may take before it is killed; arbitrary
 
-_MANAGER: object = object()  # a reply pipe's owner: the manager thread (else a loop's inbox, or None: nobody)
 LOOP_CHECK_INTERVAL = 1.0  # seconds between the manager's checks that a loop reading a reply still runs
 
-# Worker states. STARTING -> IDLE <-> BUSY -> STOPPING -> DEAD; KILLED when a
-# cancelled call's worker was killed; any state -> DEAD when the process exits.
-_STARTING = 0
-_IDLE = 1
-_BUSY = 2
-_STOPPING = 3
-_KILLED = 4
-_DEAD = 5
-
-
-class _Job:
-    """One call on its way through the pool: the call, its pickled frame, its worker.
-
-    The frame is kept until the call is done, to send it again if its worker
-    turns out to have died before it could be sent.
-    """
-
-    __slots__ = ("call", "frame", "worker")
-
-    def __init__(self, call: Call, frame: bytes) -> None:
-        self.call = call
-        self.frame = frame
-        self.worker: _Worker | None = None
-
-
-class _Worker:
-    """The parent's side of one worker process."""
-
-    __slots__ = (
-        "alive_fd",
-        "deadline",
-        "idle_since",
-        "job",
-        "loop",
-        "outbuf",
-        "owner",
-        "pid",
-        "process",
-        "replies",
-        "reply_closing",
-        "reply_fd",
-        "request_fd",
-        "start_failure",
-        "state",
-        "tasks",
-        "unreached",
-        "watched",
-        "writing",
-    )
-
-    def __init__(self, process: LaunchedProcess, request_fd: int, reply_fd: int, alive_fd: int) -> None:
-        self.process = process
-        self.pid = process.pid
-        self.request_fd = request_fd
-        self.reply_fd = reply_fd
-        self.alive_fd = alive_fd  # never written: the worker exits when it closes
-        self.state = _STARTING
-        self.job: _Job | None = None
-        self.tasks = 0
-        self.outbuf: memoryview | None = None  # the rest of a frame the pipe had no room for
-        self.writing = False  # registered with the selector for write readiness
-        self.replies = FrameReader()
-        self.idle_since = 0.0
-        self.deadline = 0.0  # when a STOPPING worker gets killed
-        self.start_failure: tuple[str, BaseException | None] | None = None
-        self.unreached = False  # a write found the worker's end of the pipe closed
-        # Who reads the reply pipe: _MANAGER, an asyncio loop, or None (nobody:
-        # an idle worker whose last call was read on a loop). Under the pool lock.
-        self.owner: object = _MANAGER
-        self.watched = False  # reply_fd is registered with the manager's selector (manager thread only)
-        self.loop: Inbox | None = None  # the inbox of the loop whose add_reader watches reply_fd
-        self.reply_closing = False  # dead: reply_fd is closed by self.loop once it stops watching it
-
-    def close_fds(self) -> None:
-        """Close the pipes and the process handle; reply_fd later, by its loop, if one watches it."""
-        fds = (
-            (self.request_fd, self.alive_fd)
-            if self.loop is not None
-            else (self.request_fd, self.reply_fd, self.alive_fd)
-        )
-        self.reply_closing = self.loop is not None
-        for fd in fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self.process.close()
-
-    def forget(self) -> None:
-        """Close this process's copies of the fds, in a forked child that does not own the worker."""
-        for fd in (self.request_fd, self.reply_fd, self.alive_fd):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        if isinstance(self.process, Subprocess):
-            self.process.close()  # our own pidfd; a multiprocessing sentinel is multiprocessing's
-
-
 # -- the pool ------------------------------------------------------------------
-
-
-class _FutureCall(FutureCall):
-    """A call made through ``submit()``: its outcome goes to a Future."""
-
-    __slots__ = ()
-
-    def __init__(
-        self,
-        future: cf.Future[Any],
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        executor: CallExecutor,
-    ) -> None:
-        super().__init__(future, fn, args, kwargs, None, executor)
-
-    def claim(self) -> bool:
-        """Mark the Future running (it may be already: a re-queued call); False if it was cancelled."""
-        return self.future.running() or self.future.set_running_or_notify_cancel()
 
 
 class _Pool:
@@ -230,9 +115,9 @@ class _Pool:
         # and garbage collection may run it in the manager thread at any
         # allocation, lock held or not.
         self.lock = threading.RLock()
-        self.workers: list[_Worker] = []  # every worker process not yet waited for
-        self.idle: list[_Worker] = []  # most recently used last
-        self.pending: deque[_Job] = deque()  # may hold dropped jobs, skipped when reached
+        self.workers: list[WorkerProcess] = []  # every worker process not yet waited for
+        self.idle: list[WorkerProcess] = []  # most recently used last
+        self.pending: deque[Job] = deque()  # may hold dropped jobs, skipped when reached
         self.alive = 0  # worker processes started or being started, not yet waited for
         self.starting = 0  # of those, the ones not ready yet
         self.queued = 0
@@ -263,7 +148,7 @@ class _Pool:
                 "protect the main script's entry point with: if __name__ == '__main__':"
             )
         fn, args, kwargs = call.fn, call.args, call.kwargs
-        job = _Job(call, framing.frame(dumps((fn, args, kwargs), lambda: call_pieces(fn, args, kwargs), fn)))
+        job = Job(call, framing.framed(dumps((fn, args, kwargs), lambda: call_pieces(fn, args, kwargs), fn)))
         call.handle = job
         start_manager = False
         with self.lock:
@@ -288,7 +173,7 @@ class _Pool:
             self.manager.start()
 
     def drop(self, call: Call) -> bool:
-        job: _Job = call.handle
+        job: Job = call.handle
         with self.lock:
             if call.state == PENDING:
                 call.state = DROPPED  # stays in the deque; skipped when reached
@@ -297,10 +182,10 @@ class _Pool:
                 worker = job.worker
                 job.worker = worker.job = None
                 self.running -= 1
-                worker.state = _KILLED
+                worker.state = KILLED
                 worker.outbuf = None
                 worker.process.kill()  # only this child; the manager sees it exit and reaps it
-                if worker.owner is not _MANAGER:
+                if worker.owner is not MANAGER:
                     self._set_owner_locked(worker, None)  # the manager reads what is left, at its exit
             else:
                 return False  # its reply is being delivered
@@ -339,15 +224,15 @@ class _Pool:
 
     # -- shared, under the lock --------------------------------------------------
 
-    def _start_job_locked(self, worker: _Worker, job: _Job) -> bool:
+    def _start_job_locked(self, worker: WorkerProcess, job: Job) -> bool:
         call = job.call
-        if isinstance(call, _FutureCall) and not call.claim():
+        if isinstance(call, SubmittedCall) and not call.claim():
             call.drop()  # its Future was cancelled while queued
             return False
         call.state = RUNNING
         job.worker = worker
         worker.job = job
-        worker.state = _BUSY
+        worker.state = BUSY
         self.running += 1
         self._set_owner_locked(worker, self._reader_for_locked(worker, call))
         self._send_locked(worker, job.frame)
@@ -355,28 +240,28 @@ class _Pool:
 
     # -- who reads a reply pipe (see the module docstring) ------------------------
 
-    def _reader_for_locked(self, worker: _Worker, call: Call) -> object:
-        """The inbox of the loop running in this thread if it awaits ``call`` and can read its reply, else _MANAGER."""
+    def _reader_for_locked(self, worker: WorkerProcess, call: Call) -> object:
+        """The inbox of the loop running in this thread if it awaits ``call`` and can read its reply, else MANAGER."""
         inbox: Inbox | None = call.inbox
-        if inbox is None or not inbox.reads_fds or worker.process.sentinel is None or worker.owner is _MANAGER:
+        if inbox is None or not inbox.reads_fds or worker.process.sentinel is None or worker.owner is MANAGER:
             # trio, submit(), no pidfd (the reply pipe's EOF is then the exit signal), or the
             # manager reads this pipe: only the manager takes a pipe from itself (its reads
             # are not under the lock), when the call ends.
-            return _MANAGER
+            return MANAGER
         if (worker.loop is None or worker.loop is inbox) and inbox.is_current():
             return inbox
-        return _MANAGER
+        return MANAGER
 
-    def _set_owner_locked(self, worker: _Worker, owner: object) -> None:
-        """Make ``owner`` (_MANAGER, None, or the inbox of the loop running in this thread) the reply pipe's reader."""
-        if owner is not _MANAGER and owner is not None and worker.loop is None:
+    def _set_owner_locked(self, worker: WorkerProcess, owner: object) -> None:
+        """Make ``owner`` (MANAGER, None, or the inbox of the loop running in this thread) the reply pipe's reader."""
+        if owner is not MANAGER and owner is not None and worker.loop is None:
             inbox = cast(Inbox, owner)
             if inbox.add_reader(worker.reply_fd, self._on_loop_readable, worker, inbox):
                 worker.loop = inbox
             else:  # a loop without add_reader
-                owner = _MANAGER
+                owner = MANAGER
         worker.owner = owner
-        if owner is _MANAGER and not worker.watched and threading.get_ident() != self.manager_ident:
+        if owner is MANAGER and not worker.watched and threading.get_ident() != self.manager_ident:
             self._wake_locked()  # to register the pipe with its selector
         # A manager's registration goes when it next looks (a reply, or its next round).
         if worker.loop is not None and worker.loop is not owner:
@@ -390,10 +275,10 @@ class _Pool:
         """
         for worker in self.workers:
             owner = worker.owner
-            if owner is not _MANAGER and owner is not None and cast(Inbox, owner).is_closed():
-                self._set_owner_locked(worker, _MANAGER)
+            if owner is not MANAGER and owner is not None and cast(Inbox, owner).is_closed():
+                self._set_owner_locked(worker, MANAGER)
 
-    def _unwatch_loop_locked(self, worker: _Worker) -> None:
+    def _unwatch_loop_locked(self, worker: WorkerProcess) -> None:
         """Remove the add_reader of ``worker.loop``: now in its thread, else soon by a callback there."""
         loop = worker.loop
         assert loop is not None
@@ -406,25 +291,25 @@ class _Pool:
             worker.loop = None
             self._close_reply_if_dead_locked(worker)
 
-    def _loop_unwatch(self, worker: _Worker, loop: Inbox) -> None:
+    def _loop_unwatch(self, worker: WorkerProcess, loop: Inbox) -> None:
         with self.lock:
             if worker.loop is loop and worker.owner is not loop:
                 self._remove_reader_locked(worker, loop)
 
-    def _remove_reader_locked(self, worker: _Worker, loop: Inbox) -> None:
+    def _remove_reader_locked(self, worker: WorkerProcess, loop: Inbox) -> None:
         loop.remove_reader(worker.reply_fd)
         worker.loop = None
         self._close_reply_if_dead_locked(worker)
 
-    def _close_reply_if_dead_locked(self, worker: _Worker) -> None:
+    def _close_reply_if_dead_locked(self, worker: WorkerProcess) -> None:
         if worker.reply_closing:
             worker.reply_closing = False
             with contextlib.suppress(OSError):
                 os.close(worker.reply_fd)
 
-    def _on_loop_readable(self, worker: _Worker, loop: Inbox) -> None:
+    def _on_loop_readable(self, worker: WorkerProcess, loop: Inbox) -> None:
         """On ``loop``: the reply pipe of a worker running a call awaited here has data (or EOF)."""
-        job: _Job | None = None
+        job: Job | None = None
         with self.lock:
             if worker.owner is not loop:  # taken over (by the manager) since
                 if worker.loop is loop:
@@ -438,7 +323,7 @@ class _Pool:
                 if worker.job is None:
                     self._set_owner_locked(worker, None)
             if eof:  # it died or closed its pipe: the manager reports the exit
-                self._set_owner_locked(worker, _MANAGER)
+                self._set_owner_locked(worker, MANAGER)
         if job is not None:
             call = job.call
             kind = set_outcome(call, worker.pid, frames[0])
@@ -447,7 +332,7 @@ class _Pool:
                     self.failed += 1
             call.finish_here()  # we are on the loop that awaits it: wake it now
 
-    def _job_done_locked(self, worker: _Worker, job: _Job) -> None:
+    def _job_done_locked(self, worker: WorkerProcess, job: Job) -> None:
         """``worker`` sent the reply to ``job``: count the call and free the worker (it may take a queued call)."""
         worker.job = job.worker = None
         worker.tasks += 1
@@ -455,7 +340,7 @@ class _Pool:
         self.completed += 1
         self._worker_free_locked(worker, time.monotonic())
 
-    def _send_locked(self, worker: _Worker, frame: bytes) -> None:
+    def _send_locked(self, worker: WorkerProcess, frame: bytes) -> None:
         # Under the lock, so the manager cannot close (and the OS reuse) the fd
         # meanwhile. Non-blocking: what the pipe has no room for, the manager
         # writes as the worker reads.
@@ -522,7 +407,7 @@ class _Pool:
         """One round: start, stop and feed workers, then wait for an event. False: exit."""
         now = time.monotonic()
         timeout: float | None = None
-        to_register: list[_Worker] = []
+        to_register: list[WorkerProcess] = []
         stranded: Sequence[tuple[Call, BaseException]] = ()
         with self.lock:
             self.wake_pending = False
@@ -533,9 +418,9 @@ class _Pool:
             if idle:
                 timeout = idle[0].idle_since + self.idle_timeout - now
             for worker in self.workers:
-                if worker.state == _STOPPING:
+                if worker.state == STOPPING:
                     if worker.deadline <= now:
-                        worker.state = _KILLED
+                        worker.state = KILLED
                         worker.process.kill()
                     else:
                         left = worker.deadline - now
@@ -543,14 +428,14 @@ class _Pool:
                 if worker.outbuf is not None and not worker.writing:
                     to_register.append(worker)
                 owner = worker.owner
-                if owner is not _MANAGER and owner is not None:  # a loop reads its reply
+                if owner is not MANAGER and owner is not None:  # a loop reads its reply
                     if self.shutdown:  # the loop may be the one blocked in shutdown(wait=True)
-                        self._set_owner_locked(worker, _MANAGER)
+                        self._set_owner_locked(worker, MANAGER)
                     else:
                         timeout = LOOP_CHECK_INTERVAL if timeout is None else min(timeout, LOOP_CHECK_INTERVAL)
             self._reclaim_from_closed_loops_locked()
             for worker in self.workers:
-                if (worker.owner is _MANAGER) != worker.watched:
+                if (worker.owner is MANAGER) != worker.watched:
                     worker.watched = not worker.watched
                     if worker.watched:
                         selector.register(worker.reply_fd, selectors.EVENT_READ, worker)
@@ -592,15 +477,15 @@ class _Pool:
                         pass
                 except BlockingIOError:
                     pass
-            elif worker.state == _DEAD:
+            elif worker.state == DEAD:
                 continue  # reported earlier in this round
             elif key.fd == worker.request_fd:
                 self._write_more(worker, selector)
             else:
                 if key.fd == worker.reply_fd:
-                    if worker.owner is not _MANAGER:  # a loop reads it now, or nobody
+                    if worker.owner is not MANAGER:  # a loop reads it now, or nobody
                         with self.lock:  # so that a caller making it ours again sees it unwatched
-                            if worker.owner is not _MANAGER:
+                            if worker.owner is not MANAGER:
                                 worker.watched = False
                                 selector.unregister(worker.reply_fd)
                                 continue
@@ -626,7 +511,7 @@ class _Pool:
             if not isinstance(exc, Exception):
                 raise
             return False
-        worker = _Worker(process, request_fd, reply_fd, alive_fd)
+        worker = WorkerProcess(process, request_fd, reply_fd, alive_fd)
         selector.register(reply_fd, selectors.EVENT_READ, worker)
         worker.watched = True
         if process.sentinel is not None:
@@ -634,10 +519,10 @@ class _Pool:
         init = pickle.dumps((sys.path, main_reference(), self.initializer), PROTOCOL)
         with self.lock:
             self.workers.append(worker)
-            self._send_locked(worker, framing.frame(init))
+            self._send_locked(worker, framing.framed(init))
         return True
 
-    def _write_more(self, worker: _Worker, selector: selectors.BaseSelector) -> None:
+    def _write_more(self, worker: WorkerProcess, selector: selectors.BaseSelector) -> None:
         with self.lock:
             outbuf = worker.outbuf
             if outbuf is not None:
@@ -653,7 +538,7 @@ class _Pool:
                 worker.writing = False
                 selector.unregister(worker.request_fd)
 
-    def _on_frame(self, worker: _Worker, frame: bytearray) -> None:
+    def _on_frame(self, worker: WorkerProcess, frame: bytearray) -> None:
         message: tuple[Any, ...] = ()
         unpickling_error: Exception | None = None
         try:
@@ -663,7 +548,7 @@ class _Pool:
         kind: int = message[0] if message else -1
         if kind == READY:
             with self.lock:
-                if worker.state == _STARTING:
+                if worker.state == STARTING:
                     self.starting -= 1
                     self.start_failures = 0
                     self._worker_free_locked(worker, time.monotonic())
@@ -680,7 +565,7 @@ class _Pool:
                     self.failed += 1
                 self._job_done_locked(worker, job)
                 inbox: Inbox | None = job.call.inbox
-                if worker.state == _IDLE and inbox is not None and inbox.reads_fds:
+                if worker.state == IDLE and inbox is not None and inbox.reads_fds:
                     worker.owner = None  # the next such call may read its reply on its loop
         if job is None:
             return  # its caller was cancelled just now
@@ -688,9 +573,9 @@ class _Pool:
         set_outcome(call, worker.pid, frame, message, unpickling_error)
         call.finish()
 
-    def _worker_free_locked(self, worker: _Worker, now: float) -> None:
+    def _worker_free_locked(self, worker: WorkerProcess, now: float) -> None:
         """Give a worker that just became free its next call, or stop it, or park it."""
-        if worker.state not in (_STARTING, _BUSY):
+        if worker.state not in (STARTING, BUSY):
             return  # being killed or stopped
         if self.max_tasks_per_child is not None and worker.tasks >= self.max_tasks_per_child:
             self._stop_locked(worker, now)
@@ -711,18 +596,18 @@ class _Pool:
         if self.shutdown:
             self._stop_locked(worker, now)
             return
-        worker.state = _IDLE
+        worker.state = IDLE
         worker.idle_since = now
         self.idle.append(worker)
 
-    def _stop_locked(self, worker: _Worker, now: float) -> None:
-        worker.state = _STOPPING
+    def _stop_locked(self, worker: WorkerProcess, now: float) -> None:
+        worker.state = STOPPING
         worker.deadline = now + STOP_GRACE
         self._send_locked(worker, STOP_FRAME)
         if threading.get_ident() != self.manager_ident:  # a loop recycled it: the manager keeps the deadline
             self._wake_locked()
 
-    def _on_exit(self, worker: _Worker, selector: selectors.BaseSelector) -> None:
+    def _on_exit(self, worker: WorkerProcess, selector: selectors.BaseSelector) -> None:
         """The worker process has exited (or closed its reply pipe): report it and clean up."""
         watched = worker.reply_fd if worker.watched else None
         worker.watched = False
@@ -735,9 +620,9 @@ class _Pool:
             exitcode = worker.process.wait(None)
         # A reply written just before the end (read from the pipe,
         # which keeps it) still counts, whoever was to read it.
-        if worker.owner is not _MANAGER:
+        if worker.owner is not MANAGER:
             with self.lock:  # a loop reads (under the lock) only while it owns the pipe
-                self._set_owner_locked(worker, _MANAGER)
+                self._set_owner_locked(worker, MANAGER)
         while True:
             frames, eof = worker.replies.read(worker.reply_fd)
             for frame in frames:
@@ -746,10 +631,10 @@ class _Pool:
                 break
         with self.lock:
             state = worker.state
-            worker.state = _DEAD
+            worker.state = DEAD
             self.workers.remove(worker)
             self.alive -= 1
-            if state == _IDLE:
+            if state == IDLE:
                 self.idle.remove(worker)
             job = worker.job
             if job is not None:
@@ -763,7 +648,7 @@ class _Pool:
                 else:
                     self.completed += 1
                     self.failed += 1
-            if state == _STARTING:
+            if state == STARTING:
                 self.starting -= 1
             worker.close_fds()
         if job is not None:
@@ -775,7 +660,7 @@ class _Pool:
                 exitcode=exitcode,
             )
             call.finish()
-        if state == _STARTING:
+        if state == STARTING:
             reason = worker.start_failure or (
                 f"worker process {worker.pid} {exit_description(exitcode)} before it was ready "
                 "(its stderr may tell why)",
@@ -794,9 +679,9 @@ class _Pool:
                 failed = [(job.call, self._start_error_locked()) for job in self._take_queued_locked()]
         return failed
 
-    def _take_queued_locked(self) -> list[_Job]:
+    def _take_queued_locked(self) -> list[Job]:
         """Empty the queue; return its live jobs, claimed (to be failed, not run)."""
-        jobs: list[_Job] = []
+        jobs: list[Job] = []
         while self.pending:
             job = self.pending.popleft()
             if job.call.state == PENDING:
@@ -807,7 +692,7 @@ class _Pool:
 
     def _fail_calls(self, failed: Sequence[tuple[Call, BaseException]]) -> None:
         for call, error in failed:
-            if isinstance(call, _FutureCall) and not call.claim():
+            if isinstance(call, SubmittedCall) and not call.claim():
                 call.drop()  # its Future was cancelled meanwhile
                 continue
             call.fail(error)
@@ -838,7 +723,7 @@ class _Pool:
             self.shutdown = True
             workers, self.workers, self.idle = self.workers, [], []
             for worker in workers:
-                worker.state = _DEAD
+                worker.state = DEAD
                 worker.process.kill()
                 if worker.job is not None:
                     calls.append(worker.job.call)
@@ -1044,7 +929,7 @@ class ProcessExecutor(ExecutorBase):
             WorkerStartError: worker processes keep failing to start.
         """
         future: cf.Future[T] = cf.Future()
-        self._pool.submit(_FutureCall(future, fn, args, kwargs, self), self)
+        self._pool.submit(SubmittedCall(future, fn, args, kwargs, self), self)
         return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -1059,7 +944,7 @@ class ProcessExecutor(ExecutorBase):
         pool = self._pool
         self._finalizer.detach()
         for call in pool.begin_shutdown(cancel_futures):
-            if isinstance(call, _FutureCall) and call.future.cancel():
+            if isinstance(call, SubmittedCall) and call.future.cancel():
                 call.drop()
             else:  # an awaited call, or a Future already running (re-queued after its worker died)
                 call.fail(ExecutorShutdownError(f"{self!r} was shut down before this call started"))

@@ -46,7 +46,7 @@ __all__ = [
     "START_FAILED",
     "STOP_FRAME",
     "FrameReader",
-    "frame",
+    "framed",
     "read_frame",
     "write_frame",
 ]
@@ -63,7 +63,7 @@ STOP_FRAME = bytes(HEADER_SIZE)  # an empty frame: "exit now"
 _READ_SIZE = 65536
 
 
-def frame(data: bytes) -> bytes:
+def framed(data: bytes) -> bytes:
     """``data`` as one frame: its length, then itself."""
     return len(data).to_bytes(HEADER_SIZE, "little") + data
 
