@@ -765,7 +765,7 @@ async def test_failing_starts_stop_respawning_and_fail_fast_saying_why(tmp_path:
 async def test_calls_run_again_once_a_start_succeeds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """After starts kept failing, one start is tried again after START_RETRY_DELAY; once one
     succeeds, calls run normally."""
-    monkeypatch.setattr(_processes, "START_RETRY_DELAY", 0.05)
+    monkeypatch.setattr(_processes.pool, "START_RETRY_DELAY", 0.05)
     counter, flag = tmp_path / "starts", tmp_path / "broken"
     flag.touch()
     async with ProcessExecutor(
