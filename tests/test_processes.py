@@ -199,7 +199,7 @@ async def test_to_process_runs_in_the_default_executor() -> None:
     assert await to_process(helpers.add, 40, b=2) == 42
     pid = await to_process(helpers.getpid)
     assert pid != os.getpid()
-    assert _processes._default is not None
+    assert _processes.executor._default is not None
     assert pid in child_pids()
 
 

@@ -16,13 +16,11 @@ import multiprocessing.context
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from typing import Protocol, cast
 
-from . import framing, worker
-from .worker import BOOTSTRAP, serve_connections
+from .worker import bootstrap_command, serve_connections
 
 __all__ = [
     "LaunchedProcess",
@@ -62,7 +60,7 @@ class Subprocess:
 
     def __init__(self, fds: tuple[int, int, int]) -> None:
         self.popen = subprocess.Popen(
-            [sys.executable, "-c", BOOTSTRAP, framing.__file__, worker.__file__, *map(str, fds)],
+            bootstrap_command(fds),
             pass_fds=fds,
             stdin=subprocess.DEVNULL,
         )

@@ -18,6 +18,7 @@ import threading
 import types
 
 from .framing import PROTOCOL, RAISED, READY, RESULT, START_FAILED, read_frame, write_frame
+from .framing import __file__ as framing_file
 
 # typing is not imported at run time: it alone costs a worker a few milliseconds of start-up.
 TYPE_CHECKING = False
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BOOTSTRAP",
     "LazyMain",
+    "bootstrap_command",
     "import_cloudpickle",
     "importing_main",
     "serve",
@@ -49,6 +51,12 @@ for name, path in (("framing", sys.argv[1]), ("worker", sys.argv[2])):
     spec.loader.exec_module(module)
 sys.exit(module.serve(int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])))
 """
+
+
+def bootstrap_command(fds: tuple[int, int, int]) -> list[str]:
+    """The command line of a worker started by the default launcher, serving the pipe ends ``fds``."""
+    return [sys.executable, "-c", BOOTSTRAP, framing_file, __file__, *map(str, fds)]
+
 
 _importing_main = False
 
