@@ -129,7 +129,7 @@ def child_pids() -> set[int]:
 @pytest.fixture
 def no_cloudpickle(monkeypatch: pytest.MonkeyPatch) -> None:
     """Behave as if cloudpickle were not installed."""
-    monkeypatch.setattr(_processes, "_cloudpickle", lambda: None)
+    monkeypatch.setattr(_processes.pickling, "_cloudpickle", lambda: None)
 
 
 # -- construction and bad input --------------------------------------------------------
@@ -199,7 +199,7 @@ async def test_to_process_runs_in_the_default_executor() -> None:
     assert await to_process(helpers.add, 40, b=2) == 42
     pid = await to_process(helpers.getpid)
     assert pid != os.getpid()
-    assert _processes._default is not None
+    assert _processes.executor._default is not None
     assert pid in child_pids()
 
 
@@ -609,7 +609,7 @@ def test_functions_of_an_interactive_main_module(cloudpickle_installed: bool) ->
         import asyncbridge
         from asyncbridge import _processes
         if not {cloudpickle_installed}:
-            _processes._cloudpickle = lambda: None
+            _processes.pickling._cloudpickle = lambda: None
         def interactive(x):
             return x * 3
         async def main():
@@ -765,7 +765,7 @@ async def test_failing_starts_stop_respawning_and_fail_fast_saying_why(tmp_path:
 async def test_calls_run_again_once_a_start_succeeds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """After starts kept failing, one start is tried again after START_RETRY_DELAY; once one
     succeeds, calls run normally."""
-    monkeypatch.setattr(_processes, "START_RETRY_DELAY", 0.05)
+    monkeypatch.setattr(_processes.pool, "START_RETRY_DELAY", 0.05)
     counter, flag = tmp_path / "starts", tmp_path / "broken"
     flag.touch()
     async with ProcessExecutor(
@@ -1257,7 +1257,7 @@ async def test_worker_killed_while_the_loop_reads_a_large_reply_fails_the_call()
 
         def kill_mid_reply() -> None:
             deadline = time.monotonic() + 20
-            while worker.large is None and time.monotonic() < deadline:
+            while worker.replies.large is None and time.monotonic() < deadline:
                 time.sleep(0.0002)
             os.kill(pid, signal.SIGKILL)
             killed.set()

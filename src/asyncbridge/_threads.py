@@ -154,7 +154,7 @@ class ThreadExecutor(ExecutorBase):
         self._all_exited = threading.Event()
         self._all_exited.set()
         self._submitted: set[cf.Future[Any]] = set()  # submit()ted and not done: exit waits for them
-        _live.add(self)
+        _live[self] = _ExitWatch(self._submitted, self._all_exited)
 
     def __repr__(self) -> str:
         state = "shut down" if self._shutdown else f"{self._threads} threads"
@@ -482,22 +482,33 @@ threads get this long to finish. Whatever still runs then is stopped with the
 interpreter, like any daemon thread.
 """
 
-_live: weakref.WeakSet[ThreadExecutor] = weakref.WeakSet()
+
+class _ExitWatch:
+    """What the interpreter's exit waits for in one executor: its submit()ted futures, then its threads."""
+
+    __slots__ = ("all_exited", "submitted")
+
+    def __init__(self, submitted: set[cf.Future[Any]], all_exited: threading.Event) -> None:
+        self.submitted = submitted
+        self.all_exited = all_exited
+
+
+_live: weakref.WeakKeyDictionary[ThreadExecutor, _ExitWatch] = weakref.WeakKeyDictionary()
 
 
 def _finish_at_exit() -> None:
     """At interpreter exit: finish the submit()ted work of every executor, then give the rest EXIT_GRACE."""
     while True:
-        pending = [f for executor in list(_live) for f in list(executor._submitted)]
+        pending = [future for watch in list(_live.values()) for future in list(watch.submitted)]
         if not pending:
             break
         cf.wait(pending)
     deadline = time.monotonic() + EXIT_GRACE
-    executors = list(_live)
-    for executor in executors:
+    executors = list(_live.items())
+    for executor, _ in executors:
         executor.shutdown(wait=False, cancel_futures=True)
-    for executor in executors:
-        if not executor._all_exited.wait(max(0.0, deadline - time.monotonic())):
+    for _, watch in executors:
+        if not watch.all_exited.wait(max(0.0, deadline - time.monotonic())):
             break
 
 

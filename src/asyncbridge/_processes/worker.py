@@ -1,28 +1,11 @@
-"""The half of ProcessExecutor that runs inside each worker process.
+"""The half of ProcessExecutor that runs inside each worker process: its main loop.
 
-Standard library only, and nothing from the rest of asyncbridge: the default
-launcher runs this file in a fresh interpreter *without* importing the
+Standard library only, and nothing from the rest of asyncbridge but
+:mod:`.framing` (the wire format, standard library only too): the default
+launcher loads these two files in a fresh interpreter *without* importing the
 asyncbridge package (``import asyncbridge`` pulls in asyncio and costs more
 than the whole rest of a worker's start), so a worker is ready in a few tens of
-milliseconds.
-
-The channel is two pipes of the worker's own, never its stdout or stderr (which
-stay the parent's, so what a worker prints or logs shows where the parent's
-output goes). Both directions carry frames: an 8-byte little-endian length,
-then that many bytes of pickle.
-
-- parent -> worker: first an init frame ``(sys_path, main_reference,
-  initializer)``; then one frame per call, ``(fn, args, kwargs)`` pickled in the
-  parent; an empty frame asks the worker to exit.
-- worker -> parent: ``(READY,)`` once the initializer has run, or
-  ``(START_FAILED, exc, traceback_text, description)`` before it exits; then one
-  reply per call: ``(RESULT, value)``, or ``(RAISED, exc, traceback_text,
-  description)`` where ``exc`` is None if the exception could not be pickled
-  and ``description`` then says what it was.
-
-A third pipe is never written: the worker only waits for it to reach end of
-file, which happens when the parent process is gone however it died, and then
-exits at once. So no worker outlives its parent, even one killed with SIGKILL.
+milliseconds. :mod:`.framing` describes what travels on the pipes.
 """
 
 from __future__ import annotations
@@ -34,6 +17,9 @@ import sys
 import threading
 import types
 
+from .framing import PROTOCOL, RAISED, READY, RESULT, START_FAILED, read_frame, write_frame
+from .framing import __file__ as framing_file
+
 # typing is not imported at run time: it alone costs a worker a few milliseconds of start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -41,36 +27,36 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BOOTSTRAP",
-    "RAISED",
-    "READY",
-    "RESULT",
-    "START_FAILED",
     "LazyMain",
+    "bootstrap_command",
+    "import_cloudpickle",
     "importing_main",
     "serve",
     "serve_connections",
+    "type_name",
 ]
 
-READY = 0
-START_FAILED = 1
-RESULT = 2
-RAISED = 3
-
-HEADER_SIZE = 8
-PROTOCOL = pickle.HIGHEST_PROTOCOL
 PARENT_GONE_EXIT = 70  # any non-zero code does; nobody is left to read it
 
-# The -c program of the default launcher: load this file under its own name
-# without importing the package, then serve. argv: this file, then the fds.
+# The -c program of the default launcher: load framing.py and this file under
+# their own names without importing the package (so this file's import of
+# .framing finds it loaded), then serve. argv: the two files, then the fds.
 BOOTSTRAP = """\
 import sys
 from importlib.util import module_from_spec, spec_from_file_location
-spec = spec_from_file_location("asyncbridge._process_worker", sys.argv[1])
-worker = module_from_spec(spec)
-sys.modules[spec.name] = worker
-spec.loader.exec_module(worker)
-sys.exit(worker.serve(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])))
+for name, path in (("framing", sys.argv[1]), ("worker", sys.argv[2])):
+    spec = spec_from_file_location("asyncbridge._processes." + name, path)
+    module = module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+sys.exit(module.serve(int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])))
 """
+
+
+def bootstrap_command(fds: tuple[int, int, int]) -> list[str]:
+    """The command line of a worker started by the default launcher, serving the pipe ends ``fds``."""
+    return [sys.executable, "-c", BOOTSTRAP, framing_file, __file__, *map(str, fds)]
+
 
 _importing_main = False
 
@@ -141,7 +127,7 @@ def serve(request_fd: int, reply_fd: int, alive_fd: int, *, lazy_main: bool = Tr
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _watch_parent(alive_fd)
     requests = open(request_fd, "rb", buffering=0)  # noqa: SIM115  # lives as long as the worker
-    init = _read_frame(requests)
+    init = read_frame(requests)
     if not init:
         return 0
     sys_path, main_reference, initializer = pickle.loads(init)
@@ -155,11 +141,11 @@ def serve(request_fd: int, reply_fd: int, alive_fd: int, *, lazy_main: bool = Tr
             fn(*args)
         except BaseException as exc:  # reported to the parent, which stops respawning
             _flush_stdio()
-            _write_frame(reply_fd, _exception_reply(START_FAILED, exc))
+            write_frame(reply_fd, _exception_reply(START_FAILED, exc))
             return 1
-    _write_frame(reply_fd, pickle.dumps((READY,), PROTOCOL))
+    write_frame(reply_fd, pickle.dumps((READY,), PROTOCOL))
     while True:
-        frame = _read_frame(requests)
+        frame = read_frame(requests)
         if not frame:  # an empty frame (stop) or end of file (the parent closed the pipe)
             _flush_stdio()
             return 0
@@ -167,7 +153,7 @@ def serve(request_fd: int, reply_fd: int, alive_fd: int, *, lazy_main: bool = Tr
         # Whatever the call printed is out before its result: a caller that
         # awaited the call sees the output too.
         _flush_stdio()
-        _write_frame(reply_fd, reply)
+        write_frame(reply_fd, reply)
 
 
 def _run(frame: bytes | bytearray) -> bytes:
@@ -187,7 +173,7 @@ def _run(frame: bytes | bytearray) -> bytes:
         return pickle.dumps((RESULT, result), PROTOCOL)
     except Exception as exc:
         error: Exception = exc
-    cloudpickle = _cloudpickle()
+    cloudpickle = import_cloudpickle()
     if cloudpickle is not None:
         try:
             data: bytes = cloudpickle.dumps((RESULT, result), PROTOCOL)
@@ -199,7 +185,7 @@ def _run(frame: bytes | bytearray) -> bytes:
     name = getattr(fn, "__qualname__", None) or repr(fn)
     sending_error = kind(
         f"the result of {name}() could not be sent back from the worker process: "
-        f"{_type_name(result)} cannot be pickled ({error})"
+        f"{type_name(result)} cannot be pickled ({error})"
     )
     sending_error.__cause__ = error
     return _exception_reply(RAISED, sending_error)
@@ -210,9 +196,9 @@ def _exception_reply(kind: int, exc: BaseException) -> bytes:
 
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
-        description = f"{_type_name(exc)}: {exc}"
+        description = f"{type_name(exc)}: {exc}"
     except Exception:
-        description = _type_name(exc)
+        description = type_name(exc)
     try:
         data = pickle.dumps((kind, exc, text, description), PROTOCOL)
         pickle.loads(data)  # the parent must be able to rebuild it too, or it gets the description
@@ -222,53 +208,21 @@ def _exception_reply(kind: int, exc: BaseException) -> bytes:
     return data
 
 
-def _type_name(obj: object) -> str:
+def type_name(obj: object) -> str:
+    """The name of ``obj``'s type, with its module unless it is a builtin."""
     cls = type(obj)
     if cls.__module__ == "builtins":
         return cls.__qualname__
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _cloudpickle() -> Any:
+def import_cloudpickle() -> Any:
+    """The cloudpickle module if it is installed, else None."""
     try:
         import cloudpickle  # type: ignore[import-not-found, import-untyped, unused-ignore]
     except ImportError:
         return None
     return cloudpickle
-
-
-def _read_frame(requests: Any) -> bytearray | None:
-    header = _read_exact(requests, HEADER_SIZE)
-    if header is None:
-        return None
-    return _read_exact(requests, int.from_bytes(header, "little"))
-
-
-def _read_exact(requests: Any, size: int) -> bytearray | None:
-    buffer = bytearray(size)
-    view = memoryview(buffer)
-    got = 0
-    while got < size:
-        n = requests.readinto(view[got:])
-        if not n:
-            return None
-        got += n
-    return buffer
-
-
-def _write_frame(fd: int, data: bytes) -> None:
-    size = len(data).to_bytes(HEADER_SIZE, "little")
-    if len(data) < 65536:
-        _write_all(fd, size + data)
-    else:  # no copy of a large reply just to prepend eight bytes
-        _write_all(fd, size)
-        _write_all(fd, data)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def _watch_parent(alive_fd: int) -> None:

@@ -1,0 +1,304 @@
+"""The public face of the process pool: ProcessExecutor, to_process and its default executor.
+
+Also what outlives any one executor: stopping every pool's workers at
+interpreter exit, and forgetting the parent's workers in a child made by
+``os.fork()``. The machinery is in :mod:`.pool` (the state, under its lock)
+and :mod:`.manager` (the thread that runs the workers).
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures as cf
+import multiprocessing.context
+import os
+import sys
+import threading
+import weakref
+from collections.abc import Callable
+from importlib import import_module
+from typing import Any, TypeVar
+
+from typing_extensions import ParamSpec
+
+from .._backends import current_inbox
+from .._call import Call
+from .._checks import check_count
+from .._exceptions import ExecutorShutdownError
+from .._executor import ExecutorBase, wait_off_loop
+from .._statistics import ExecutorStatistics
+from .launch import usable_cpus
+from .manager import manage, reset_after_fork
+from .pickling import describe_function, dumps
+from .pool import Pool
+from .records import SubmittedCall
+
+__all__ = ["ProcessExecutor", "to_process"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+DEFAULT_IDLE_TIMEOUT = 300.0  # seconds; the same as anyio's to_process. Not tuned
+
+_pools: weakref.WeakSet[Pool] = weakref.WeakSet()
+
+# multiprocessing's own exit hook waits for every child it started that is not
+# a daemon, mp_context workers included; ours must run first and stop them.
+# atexit runs hooks last registered first, so make sure its hook is in before ours.
+import_module("multiprocessing.util")
+
+
+def _shutdown_at_exit() -> None:
+    """At interpreter exit, shut every pool down as ``shutdown(wait=True)`` would."""
+    for pool in list(_pools):
+        pool.begin_shutdown(cancel_futures=False)
+    for pool in list(_pools):
+        if pool.manager_ident != threading.get_ident():
+            pool.all_exited.wait()
+
+
+atexit.register(_shutdown_at_exit)
+
+
+def _reset_pools_after_fork() -> None:
+    global _default_lock
+    _default_lock = threading.Lock()
+    for pool in list(_pools):
+        reset_after_fork(pool)
+
+
+# -- the public API ------------------------------------------------------------
+
+
+class ProcessExecutor(ExecutorBase):
+    """A bounded pool of worker processes for CPU-bound work, awaited from asyncio, uvloop or trio.
+
+    It is a :class:`concurrent.futures.Executor` (``submit``, ``map``,
+    ``shutdown``, ``with``), a drop-in for ``ProcessPoolExecutor``, and adds
+    ``await executor.run(fn, *args)``, which :func:`asyncbridge.async_wrap` uses
+    with ``async_wrap(executor=ProcessExecutor())``. Equivalent plain code::
+
+        await loop.run_in_executor(ProcessPoolExecutor(max_workers), functools.partial(fn, *args))
+
+    except that here:
+
+    - a worker that dies mid-call (killed, ``os._exit``, a segfault) fails only
+      that call, with :class:`WorkerCrashedError` naming its pid and exit code
+      or signal, and is replaced; the pool never breaks;
+    - cancelling the await (or a timeout) kills the worker running the call and
+      ends the await at once; a call still queued is dropped;
+    - the call is pickled in the caller's thread first, so an unpicklable
+      function, argument or result raises a ``TypeError`` or
+      ``pickle.PicklingError`` at once, naming it;
+    - what workers print or log goes to the parent's stdout and stderr, and the
+      calls travel on pipes of their own;
+    - workers that cannot start stop being respawned: calls fail fast with
+      :class:`WorkerStartError` saying why, until a start succeeds.
+
+    Workers start on first use (fresh interpreters, which is safe in threaded
+    programs; see ``mp_context``), run calls one at a time, are reused most
+    recently used first, and exit after ``idle_timeout`` seconds idle.
+
+    Args:
+        max_workers: the most worker processes at once; None for the number
+            of CPUs this process may use.
+        max_tasks_per_child: replace a worker after it ran this many calls
+            (a cure for leaky code); None to keep workers.
+        initializer: called with ``*initargs`` in each worker before its first
+            call; if it raises, the worker does not start.
+        initargs: arguments for ``initializer``.
+        mp_context: a :mod:`multiprocessing` context to start workers with
+            (such as ``multiprocessing.get_context("forkserver")``); None for
+            asyncbridge's own launcher, a fresh interpreter by fork+exec that
+            imports the main module only when a call needs it.
+        idle_timeout: seconds an idle worker waits for a call before it exits.
+
+    Raises:
+        TypeError: an argument has the wrong type.
+        TypeError | pickle.PicklingError: ``initializer`` or ``initargs`` cannot
+            be pickled.
+        ValueError: ``max_workers`` or ``max_tasks_per_child`` below 1, or
+            ``idle_timeout`` not positive.
+        NotImplementedError: on Windows, not supported yet.
+    """
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        *,
+        max_tasks_per_child: int | None = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
+        mp_context: multiprocessing.context.BaseContext | None = None,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    ) -> None:
+        if sys.platform == "win32":  # pragma: no cover
+            raise NotImplementedError("ProcessExecutor does not support Windows yet")
+        workers = usable_cpus() if max_workers is None else check_count(max_workers, "max_workers")
+        if max_tasks_per_child is not None:
+            check_count(max_tasks_per_child, "max_tasks_per_child")
+        if initializer is not None and not callable(initializer):
+            raise TypeError(f"initializer must be callable or None, got {type(initializer).__name__}")
+        if not isinstance(initargs, tuple):
+            raise TypeError(f"initargs must be a tuple, got {type(initargs).__name__}")
+        if mp_context is not None and not isinstance(mp_context, multiprocessing.context.BaseContext):
+            raise TypeError(
+                "mp_context must be a multiprocessing context (multiprocessing.get_context(...)) or None, "
+                f"got {type(mp_context).__name__}"
+            )
+        if isinstance(idle_timeout, bool) or not isinstance(idle_timeout, (int, float)):
+            raise TypeError(f"idle_timeout must be a number of seconds, got {idle_timeout!r}")
+        if not idle_timeout > 0:
+            raise ValueError(f"idle_timeout must be a positive number of seconds, got {idle_timeout}")
+        init: bytes | None = None
+        init_name = ""
+        if initializer is not None:
+            init_name = describe_function(initializer)
+            init = dumps(
+                (initializer, initargs),
+                lambda: [
+                    (f"the initializer {init_name}", initializer),
+                    *((f"initargs[{i}]", arg) for i, arg in enumerate(initargs)),
+                ],
+                initializer,
+            )
+        self._pool = Pool(workers, max_tasks_per_child, init, init_name, mp_context, float(idle_timeout), manage)
+        _pools.add(self._pool)
+        # Dropped without shutdown(): stop the workers once their calls are done.
+        self._finalizer = weakref.finalize(self, self._pool.begin_shutdown, False)
+
+    def __repr__(self) -> str:
+        pool = self._pool
+        state = "shut down" if pool.shutdown else f"{len(pool.workers)} workers"
+        return f"<ProcessExecutor max_workers={pool.max_workers}, {state}>"
+
+    @property
+    def max_workers(self) -> int:
+        """The most worker processes at once."""
+        return self._pool.max_workers
+
+    # -- the hand-off, used by the loop side (see _call.CallExecutor) ----------
+
+    def submit_call(self, call: Call, /) -> None:
+        self._pool.submit(call, self)
+
+    def drop_call(self, call: Call, /) -> bool:
+        return self._pool.drop(call)
+
+    # -- public API -----------------------------------------------------------
+
+    async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn(*args, **kwargs)`` in a worker process and return its result.
+
+        If the awaiting task is cancelled (or times out), the worker running
+        the call is killed and the await ends at once with the backend's
+        cancellation; a call still waiting for a worker is dropped.
+
+        Raises:
+            ExecutorShutdownError: the executor is shut down.
+            TypeError | pickle.PicklingError: ``fn``, an argument or the result
+                cannot be pickled.
+            WorkerCrashedError: the worker died during the call.
+            WorkerStartError: worker processes keep failing to start.
+            BaseException: whatever ``fn`` raised, with the same type and
+                message, the worker's traceback as its ``__cause__``.
+        """
+        call = Call(fn, args, kwargs, None, self)
+        result: T = await current_inbox().run(call)
+        return result
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> cf.Future[T]:
+        """Schedule ``fn(*args, **kwargs)`` in a worker process; return a Future for its outcome.
+
+        As ``ProcessPoolExecutor.submit``, but a call that cannot be pickled
+        raises here at once, and a crashed worker fails only its own call.
+        ``Future.cancel()`` keeps the concurrent.futures contract: it cancels
+        a call that has not started; use ``await executor.run(...)`` to have
+        cancellation kill a running call.
+
+        Raises:
+            ExecutorShutdownError: the executor is shut down (a RuntimeError).
+            TypeError | pickle.PicklingError: ``fn`` or an argument cannot be pickled.
+            WorkerStartError: worker processes keep failing to start.
+        """
+        future: cf.Future[T] = cf.Future()
+        self._pool.submit(SubmittedCall(future, fn, args, kwargs, self), self)
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop accepting calls; with ``wait``, block until every worker process has exited.
+
+        Running calls finish; queued calls still run, unless ``cancel_futures``
+        is true: then their Futures are cancelled and their awaiting callers get
+        :class:`ExecutorShutdownError`. Then the workers exit. Safe to call more
+        than once. In async code use ``aclose()`` (or ``async with``), which
+        waits without blocking the event loop.
+        """
+        pool = self._pool
+        self._finalizer.detach()
+        for call in pool.begin_shutdown(cancel_futures):
+            if isinstance(call, SubmittedCall) and call.future.cancel():
+                call.drop()
+            else:  # an awaited call, or a Future already running (re-queued after its worker died)
+                call.fail(ExecutorShutdownError(f"{self!r} was shut down before this call started"))
+        if wait and threading.get_ident() != pool.manager_ident:
+            pool.all_exited.wait()
+
+    async def aclose(self) -> None:
+        """Shut down like ``shutdown(wait=True)``, without blocking the event loop.
+
+        Cancelling the wait leaves the executor shut down; its workers finish
+        their calls and exit on their own.
+        """
+        self.shutdown(wait=False)
+        pool = self._pool
+        if pool.all_exited.is_set():
+            return
+        await wait_off_loop(pool.all_exited)
+
+    def statistics(self) -> ExecutorStatistics:
+        """Return a snapshot of the pool's state: workers, running, queued, totals, waits."""
+        return self._pool.statistics()
+
+
+_default_lock = threading.Lock()
+_default: ProcessExecutor | None = None
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_pools_after_fork)
+
+
+def _default_executor() -> ProcessExecutor:
+    global _default
+    executor = _default
+    if executor is None:
+        with _default_lock:
+            if _default is None:
+                _default = ProcessExecutor()
+            executor = _default
+    return executor
+
+
+async def to_process(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run ``fn(*args, **kwargs)`` in a worker process and return its result.
+
+    The one-off form of :class:`ProcessExecutor`, like ``anyio.to_process.run_sync``
+    but with keyword arguments::
+
+        digest = await to_process(hash_file, path, algorithm="sha256")
+
+    It uses a default executor with one worker per usable CPU, created on first
+    use and shut down at interpreter exit. Cancelling the await kills the
+    worker running the call.
+
+    Raises:
+        TypeError | pickle.PicklingError: ``fn``, an argument or the result
+            cannot be pickled.
+        WorkerCrashedError: the worker died during the call.
+        WorkerStartError: worker processes keep failing to start.
+        BaseException: whatever ``fn`` raised, with the worker's traceback as
+            its ``__cause__``.
+    """
+    executor = _default_executor()
+    call = Call(fn, args, kwargs, None, executor)
+    result: T = await current_inbox().run(call)
+    return result
