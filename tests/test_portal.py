@@ -12,9 +12,9 @@ import threading
 import anyio
 import pytest
 
+from _internals import nested_wait, running_asyncio_loop
 from _sync import wait_thread_event
 from asyncbridge import ThreadExecutor, async_wrap, sync_wrap
-from asyncbridge._hub import _get_running_loop
 from asyncbridge._portal import background_loop_if_started
 
 user: contextvars.ContextVar[str] = contextvars.ContextVar("user", default="nobody")
@@ -22,7 +22,7 @@ user: contextvars.ContextVar[str] = contextvars.ContextVar("user", default="nobo
 
 def current_loop_identity() -> object:
     """The running asyncio loop, or the trio run's token."""
-    loop = _get_running_loop()
+    loop = running_asyncio_loop()
     if loop is not None:
         return loop
     import trio
@@ -561,7 +561,6 @@ def test_trio_a_late_cancel_of_a_finished_call_does_not_reach_the_next_one() -> 
     """On trio, cancelling a sync_wrap call that is already over leaves the next call on the same task alone."""
     trio = pytest.importorskip("trio")
     from asyncbridge import to_thread
-    from asyncbridge._hub import nested_wait
     from asyncbridge._portal import _Wait
 
     waits: list[object] = []

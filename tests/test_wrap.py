@@ -17,6 +17,7 @@ import anyio
 import pytest
 
 import asyncbridge
+from _internals import current_inbox, running_asyncio_loop
 from _sync import wait_thread_event
 from asyncbridge import ThreadExecutor, async_wrap, check_cancelled, to_thread
 
@@ -473,7 +474,7 @@ async def test_cancel_ends_await_promptly_and_keeps_slot(how: str) -> None:
 
 async def test_native_asyncio_timeout_fires() -> None:
     """asyncio.wait_for around an await through async_wrap fires on time (asyncio backends)."""
-    if asyncbridge._hub._get_running_loop() is None:
+    if running_asyncio_loop() is None:
         pytest.skip("asyncio-only API")
     release = threading.Event()
 
@@ -750,7 +751,6 @@ async def test_generator_aclose_waits_for_its_cleanup() -> None:
 def test_trio_runs_in_turn_and_in_parallel_threads_each_get_their_own_inbox() -> None:
     """On trio, every run (one after another in a thread, or at once in two threads) gets results on its own inbox."""
     trio = pytest.importorskip("trio")
-    from asyncbridge._hub import current_inbox
 
     async def main(tag: str) -> list[str]:
         with trio.fail_after(10):
