@@ -1,4 +1,4 @@
-"""Helpers shared by the thread tests: synchronise with worker threads, never by sleeping."""
+"""Helpers shared by the thread tests: watch worker threads and synchronise with them, never by sleeping."""
 
 from __future__ import annotations
 
@@ -10,3 +10,21 @@ import anyio
 async def wait_thread_event(event: threading.Event) -> None:
     """Wait for a threading.Event without blocking the loop (via anyio, not the code under test)."""
     assert await anyio.to_thread.run_sync(event.wait, 10), "timed out waiting for a worker"
+
+
+class Gauge:
+    """Counts how many callers are inside at once, and the most ever seen."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.now = 0
+        self.peak = 0
+
+    def __enter__(self) -> None:
+        with self._lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self.now -= 1

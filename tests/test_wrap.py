@@ -18,30 +18,12 @@ import pytest
 
 import asyncbridge
 from _internals import current_inbox, running_asyncio_loop
-from _sync import wait_thread_event
+from _sync import Gauge, wait_thread_event
 from asyncbridge import ThreadExecutor, async_wrap, check_cancelled, to_thread
 
 pytestmark = pytest.mark.anyio
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="unset")
-
-
-class Gauge:
-    """Counts how many callers are inside at once, and the most ever seen."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.now = 0
-        self.peak = 0
-
-    def __enter__(self) -> None:
-        with self._lock:
-            self.now += 1
-            self.peak = max(self.peak, self.now)
-
-    def __exit__(self, *exc: object) -> None:
-        with self._lock:
-            self.now -= 1
 
 
 # -- the classic recipe's two tests --------------------------------------------
@@ -346,80 +328,6 @@ def test_awaiting_without_an_event_loop_is_a_clear_error() -> None:
     with pytest.raises(RuntimeError, match="no running event loop"):
         coro.send(None)
     coro.close()
-
-
-# -- limit -------------------------------------------------------------------------
-
-
-async def test_limit_bounds_concurrent_calls_of_one_function() -> None:
-    """limit=3 lets at most 3 calls of the function run at once, though the pool has 40 threads."""
-    gauge = Gauge()
-    release = threading.Event()
-    three_in = threading.Event()
-
-    @async_wrap(limit=3)
-    def work() -> None:
-        with gauge:
-            if gauge.now >= 3:
-                three_in.set()
-            release.wait(10)
-
-    async with anyio.create_task_group() as tg:
-        for _ in range(10):
-            tg.start_soon(work)
-        await wait_thread_event(three_in)
-        await anyio.wait_all_tasks_blocked()
-        assert gauge.now == 3  # the other seven wait for a slot, not for a thread
-        release.set()
-    assert gauge.peak == 3
-
-
-async def test_limit_holds_across_event_loops_in_threads() -> None:
-    """One function's limit holds when it is called from several event loops in several threads."""
-    gauge = Gauge()
-
-    @async_wrap(limit=2)
-    def work() -> None:
-        with gauge:
-            time.sleep(0.01)
-
-    async def many() -> None:
-        async with anyio.create_task_group() as tg:
-            for _ in range(8):
-                tg.start_soon(work)
-
-    def in_new_loop(backend: str) -> None:
-        anyio.run(many, backend=backend)
-
-    threads = [threading.Thread(target=in_new_loop, args=(b,)) for b in ("asyncio", "asyncio", "trio")]
-    for thread in threads:
-        thread.start()
-    await many()
-    for thread in threads:
-        await anyio.to_thread.run_sync(thread.join, 30)
-    assert gauge.peak == 2
-
-
-async def test_cancelled_waiter_gives_its_limit_place_up() -> None:
-    """A caller cancelled while waiting for a limit slot does not take or leak the slot."""
-    hold = threading.Event()
-    entered = threading.Event()
-
-    @async_wrap(limit=1)
-    def work(tag: str) -> str:
-        entered.set()
-        hold.wait(10)
-        return tag
-
-    results: list[str] = []
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(lambda: work("first"))
-        await wait_thread_event(entered)
-        with anyio.move_on_after(0.05):
-            await work("never")  # waits for the slot, then gives up
-        hold.set()
-    results.append(await work("after"))
-    assert results == ["after"]
 
 
 # -- timeout and cancellation --------------------------------------------------------
