@@ -180,38 +180,6 @@ async def test_run_after_shutdown_raises() -> None:
 
 
 @pytest.mark.anyio
-async def test_async_with_waits_for_workers_without_blocking_the_loop() -> None:
-    """Leaving async with shuts down and waits for running calls while the loop keeps running."""
-    release = threading.Event()
-    started = threading.Event()
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            if ticks == 3:
-                release.set()
-            await anyio.sleep(0.01)
-
-    def slow() -> None:
-        started.set()
-        release.wait(10)
-
-    async with anyio.create_task_group() as tg:
-        executor = ThreadExecutor(1, name="aclose-pool")
-        tg.start_soon(executor.run, slow)
-        await wait_thread_event(started)
-        tg.start_soon(ticker)
-        async with executor:
-            pass
-        assert release.is_set()
-        assert ticks >= 3
-        assert executor.statistics().workers == 0
-        tg.cancel_scope.cancel()
-
-
-@pytest.mark.anyio
 async def test_queued_caller_gets_shutdown_error_on_cancel_futures() -> None:
     """An awaited call still queued at shutdown(cancel_futures=True) raises ExecutorShutdownError."""
     release = threading.Event()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures as cf
 import contextvars
 import inspect
 import logging
@@ -16,9 +15,8 @@ from typing import Any
 import anyio
 import pytest
 
-import asyncbridge
 from _internals import current_inbox, running_asyncio_loop
-from _sync import Gauge, wait_thread_event
+from _sync import wait_thread_event
 from asyncbridge import ThreadExecutor, async_wrap, check_cancelled, to_thread
 
 pytestmark = pytest.mark.anyio
@@ -26,7 +24,7 @@ pytestmark = pytest.mark.anyio
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="unset")
 
 
-# -- the classic recipe's two tests --------------------------------------------
+# -- the classic recipe: one thread per concurrent call -------------------------
 
 
 async def test_default_executor_runs_17_sleeps_on_17_threads() -> None:
@@ -49,30 +47,6 @@ async def test_default_executor_runs_17_sleeps_on_17_threads() -> None:
     assert len(set(idents)) == 17
     assert threading.get_ident() not in idents
     assert time.monotonic() - started < 1.5  # concurrent, not 1.7 s of serial sleeps
-
-
-async def test_thread_pool_executor_of_2_uses_at_most_2_threads() -> None:
-    """17 concurrent sleeps through @async_wrap(executor=ThreadPoolExecutor(2)) use at most 2 threads."""
-    gauge = Gauge()
-    with cf.ThreadPoolExecutor(max_workers=2) as pool:
-
-        @async_wrap(executor=pool)
-        def sleep_and_report() -> int:
-            with gauge:
-                time.sleep(0.1)
-            return threading.get_ident()
-
-        idents: list[int] = []
-
-        async def one() -> None:
-            idents.append(await sleep_and_report())
-
-        async with anyio.create_task_group() as tg:
-            for _ in range(17):
-                tg.start_soon(one)
-    assert len(idents) == 17
-    assert len(set(idents)) <= 2
-    assert gauge.peak == 2
 
 
 # -- results, errors, metadata ---------------------------------------------------
@@ -506,62 +480,6 @@ async def test_cancelled_queued_call_never_runs() -> None:
             release.set()
         assert await work("third") is None
     assert ran == ["first", "third"]
-
-
-# -- other executors -------------------------------------------------------------------
-
-
-def _square(x: int) -> int:
-    return x * x
-
-
-@pytest.mark.blocking_detector(enabled=False)  # the stdlib pool starts its processes on the caller's thread
-async def test_works_with_a_process_pool_executor() -> None:
-    """Any concurrent.futures.Executor works, a ProcessPoolExecutor included."""
-    import multiprocessing
-
-    with cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        square = async_wrap(executor=pool)(_square)
-        assert await square(7) == 49
-
-
-async def test_foreign_executor_shut_down_is_a_clear_error() -> None:
-    """A call on a shut-down ThreadPoolExecutor raises ExecutorShutdownError, a RuntimeError."""
-    pool = cf.ThreadPoolExecutor(1)
-    pool.shutdown()
-    with pytest.raises(asyncbridge.ExecutorShutdownError, match="shut down"):
-        await async_wrap(executor=pool)(int)()
-
-
-async def test_foreign_executor_cancel_futures_fails_queued_caller() -> None:
-    """A queued call cancelled by ThreadPoolExecutor.shutdown(cancel_futures=True) fails instead of hanging."""
-    pool = cf.ThreadPoolExecutor(1)
-    release = threading.Event()
-    started = threading.Event()
-
-    def block() -> None:
-        started.set()
-        release.wait(10)
-
-    blocked = async_wrap(executor=pool)(block)
-    errors: list[BaseException] = []
-
-    async def queued() -> None:
-        try:
-            await blocked()
-        except asyncbridge.ExecutorShutdownError as exc:
-            errors.append(exc)
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(blocked)
-        await wait_thread_event(started)
-        async with anyio.create_task_group() as inner:
-            inner.start_soon(queued)
-            await anyio.wait_all_tasks_blocked()
-            pool.shutdown(wait=False, cancel_futures=True)
-        release.set()
-    assert len(errors) == 1
-    assert "cancelled this call before it started" in str(errors[0])
 
 
 # -- regressions found in review ----------------------------------------------------------
