@@ -628,21 +628,3 @@ def test_trio_concurrent_calls_from_several_workers_run_at_once() -> None:
     assert trio.run(main) == [(i, -i) for i in range(workers)]
     assert len(names) == workers
     assert all(name.endswith(".meet") for name in names)
-
-
-def test_trio_runs_one_after_another_in_one_thread_each_run_their_calls() -> None:
-    """On trio, a second trio.run in the same thread runs sync_wrap calls on its own tasks, not the ended run's."""
-    trio = pytest.importorskip("trio")
-    from asyncbridge import to_thread
-
-    @sync_wrap
-    async def token() -> object:
-        return trio.lowlevel.current_trio_token()
-
-    async def main() -> tuple[object, object]:
-        with trio.fail_after(10):
-            return await to_thread(lambda: (token(), token())), trio.lowlevel.current_trio_token()
-
-    for _ in range(2):
-        (first, second), own = trio.run(main)
-        assert first is second is own

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import inspect
 import logging
@@ -15,7 +14,6 @@ from typing import Any
 import anyio
 import pytest
 
-from _internals import current_inbox, running_asyncio_loop
 from _sync import wait_thread_event
 from asyncbridge import ThreadExecutor, async_wrap, to_thread
 
@@ -296,14 +294,6 @@ def test_rejects_bad_options(kwargs: dict[str, Any], error: type[Exception], mes
         async_wrap(**kwargs)
 
 
-def test_awaiting_without_an_event_loop_is_a_clear_error() -> None:
-    """Driving the coroutine outside asyncio or trio raises RuntimeError naming the fix."""
-    coro = to_thread(int)
-    with pytest.raises(RuntimeError, match="no running event loop"):
-        coro.send(None)
-    coro.close()
-
-
 # -- timeout and cancellation --------------------------------------------------------
 
 
@@ -352,21 +342,6 @@ async def test_cancel_ends_await_promptly_and_keeps_slot(how: str) -> None:
         assert executor.statistics().running == 1
         release.set()
         await wait_thread_event(finished)
-
-
-async def test_native_asyncio_timeout_fires() -> None:
-    """asyncio.wait_for around an await through async_wrap fires on time (asyncio backends)."""
-    if running_asyncio_loop() is None:
-        pytest.skip("asyncio-only API")
-    release = threading.Event()
-
-    @async_wrap
-    def stuck() -> None:
-        release.wait(10)
-
-    with pytest.raises(asyncio.TimeoutError):
-        await asyncio.wait_for(stuck(), 0.1)
-    release.set()
 
 
 async def test_abandon_on_cancel_false_waits_for_the_thread() -> None:
@@ -481,43 +456,3 @@ async def test_generator_aclose_waits_for_its_cleanup() -> None:
     assert await gen.__anext__() == 1
     await gen.aclose()
     assert closed == [True]
-
-
-# -- trio: finding the run's inbox -----------------------------------------------------------------
-
-
-def test_trio_runs_in_turn_and_in_parallel_threads_each_get_their_own_inbox() -> None:
-    """On trio, every run (one after another in a thread, or at once in two threads) gets results on its own inbox."""
-    trio = pytest.importorskip("trio")
-
-    async def main(tag: str) -> list[str]:
-        with trio.fail_after(10):
-            token = trio.lowlevel.current_trio_token()  # before the first lookup, which then must not trust a stale one
-            assert current_inbox().token is token
-            assert current_inbox() is current_inbox()
-            results: list[str] = []
-
-            async def one(i: int) -> None:
-                results.append(await to_thread(lambda: f"{tag}-{i}"))
-
-            async with trio.open_nursery() as nursery:
-                for i in range(20):
-                    nursery.start_soon(one, i)
-            return sorted(results)
-
-    def runs(tag: str, out: list[list[str]]) -> None:
-        for n in range(3):
-            out.append(trio.run(main, f"{tag}{n}"))
-
-    other: list[list[str]] = []
-    thread = threading.Thread(target=runs, args=("other", other))
-    thread.start()
-    mine: list[list[str]] = []
-    runs("mine", mine)
-    thread.join(30)
-    for tag, out in (("mine", mine), ("other", other)):
-        assert out == [sorted(f"{tag}{n}-{i}" for i in range(20)) for n in range(3)]
-    coro = to_thread(int)  # after the runs, this thread has no loop again
-    with pytest.raises(RuntimeError, match="no running event loop"):
-        coro.send(None)
-    coro.close()

@@ -1,0 +1,96 @@
+"""The event loop's side of the hand-off, per backend: find the running loop's inbox, park the task, wake it."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from _internals import current_inbox, running_asyncio_loop
+from asyncbridge import async_wrap, sync_wrap, to_thread
+
+pytestmark = pytest.mark.anyio
+
+
+# -- finding the running loop's inbox: one per asyncio loop, one per trio run -------------------
+
+
+def test_awaiting_without_an_event_loop_is_a_clear_error() -> None:
+    """Driving the coroutine outside asyncio or trio raises RuntimeError naming the fix."""
+    coro = to_thread(int)
+    with pytest.raises(RuntimeError, match="no running event loop"):
+        coro.send(None)
+    coro.close()
+
+
+def test_trio_runs_in_turn_and_in_parallel_threads_each_get_their_own_inbox() -> None:
+    """On trio, every run (one after another in a thread, or at once in two threads) gets results on its own inbox."""
+    trio = pytest.importorskip("trio")
+
+    async def main(tag: str) -> list[str]:
+        with trio.fail_after(10):
+            token = trio.lowlevel.current_trio_token()  # before the first lookup, which then must not trust a stale one
+            assert current_inbox().token is token
+            assert current_inbox() is current_inbox()
+            results: list[str] = []
+
+            async def one(i: int) -> None:
+                results.append(await to_thread(lambda: f"{tag}-{i}"))
+
+            async with trio.open_nursery() as nursery:
+                for i in range(20):
+                    nursery.start_soon(one, i)
+            return sorted(results)
+
+    def runs(tag: str, out: list[list[str]]) -> None:
+        for n in range(3):
+            out.append(trio.run(main, f"{tag}{n}"))
+
+    other: list[list[str]] = []
+    thread = threading.Thread(target=runs, args=("other", other))
+    thread.start()
+    mine: list[list[str]] = []
+    runs("mine", mine)
+    thread.join(30)
+    for tag, out in (("mine", mine), ("other", other)):
+        assert out == [sorted(f"{tag}{n}-{i}" for i in range(20)) for n in range(3)]
+    coro = to_thread(int)  # after the runs, this thread has no loop again
+    with pytest.raises(RuntimeError, match="no running event loop"):
+        coro.send(None)
+    coro.close()
+
+
+def test_trio_runs_one_after_another_in_one_thread_each_run_their_calls() -> None:
+    """On trio, a second trio.run in the same thread runs sync_wrap calls on its own tasks, not the ended run's."""
+    trio = pytest.importorskip("trio")
+
+    @sync_wrap
+    async def token() -> object:
+        return trio.lowlevel.current_trio_token()
+
+    async def main() -> tuple[object, object]:
+        with trio.fail_after(10):
+            return await to_thread(lambda: (token(), token())), trio.lowlevel.current_trio_token()
+
+    for _ in range(2):
+        (first, second), own = trio.run(main)
+        assert first is second is own
+
+
+# -- parking the awaiting task ---------------------------------------------------------------------
+
+
+async def test_native_asyncio_timeout_fires() -> None:
+    """asyncio.wait_for around an await through async_wrap fires on time (asyncio backends)."""
+    if running_asyncio_loop() is None:
+        pytest.skip("asyncio-only API")
+    release = threading.Event()
+
+    @async_wrap
+    def stuck() -> None:
+        release.wait(10)
+
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(stuck(), 0.1)
+    release.set()
