@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
+import anyio
 import pytest
 
 from _internals import current_inbox, running_asyncio_loop
@@ -94,3 +96,22 @@ async def test_native_asyncio_timeout_fires() -> None:
     with pytest.raises(asyncio.TimeoutError):
         await asyncio.wait_for(stuck(), 0.1)
     release.set()
+
+
+async def test_waiting_out_a_thread_after_cancel_does_not_spin_the_loop() -> None:
+    """While abandon_on_cancel=False waits out a cancelled call, the loop thread stays idle."""
+    release = threading.Event()
+
+    @async_wrap(abandon_on_cancel=False)
+    def slow() -> None:
+        release.wait(10)
+
+    def release_later() -> None:
+        time.sleep(0.5)
+        release.set()
+
+    threading.Thread(target=release_later).start()
+    cpu_before = time.thread_time()
+    with anyio.move_on_after(0.05):
+        await slow()
+    assert time.thread_time() - cpu_before < 0.25  # a busy loop would burn about 0.45 s

@@ -386,39 +386,6 @@ async def test_task_outliving_the_nested_wait_still_gets_a_thread() -> None:
     assert results == [101]
 
 
-# -- interpreter exit ------------------------------------------------------------------------------
-
-
-def test_background_loop_is_shut_down_cleanly_at_exit() -> None:
-    """At interpreter exit the background loop cancels what still runs on it and closes, without hanging."""
-    script = textwrap.dedent(
-        """
-        import asyncio, threading
-        from asyncbridge import sync_wrap
-
-        started = threading.Event()
-
-        @sync_wrap
-        async def forever():
-            started.set()
-            try:
-                await asyncio.sleep(3600)
-            finally:
-                print("coroutine cleaned up", flush=True)
-
-        threading.Thread(target=forever, daemon=True).start()
-        started.wait(10)
-        print("main exits", flush=True)
-        """
-    )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == ["main exits", "coroutine cleaned up"]
-
-
-# -- regressions found in review ----------------------------------------------------------
-
-
 @pytest.mark.anyio
 async def test_nested_submit_result_completes_when_workers_are_free() -> None:
     """In a nested coroutine, a call that blocks on submit().result() on the same pool completes."""
@@ -480,6 +447,36 @@ def test_nested_bridging_from_a_submitted_call_completes() -> None:
 
     assert executor.submit(g, 1).result(10) == 2
     executor.shutdown()
+
+
+# -- interpreter exit ------------------------------------------------------------------------------
+
+
+def test_background_loop_is_shut_down_cleanly_at_exit() -> None:
+    """At interpreter exit the background loop cancels what still runs on it and closes, without hanging."""
+    script = textwrap.dedent(
+        """
+        import asyncio, threading
+        from asyncbridge import sync_wrap
+
+        started = threading.Event()
+
+        @sync_wrap
+        async def forever():
+            started.set()
+            try:
+                await asyncio.sleep(3600)
+            finally:
+                print("coroutine cleaned up", flush=True)
+
+        threading.Thread(target=forever, daemon=True).start()
+        started.wait(10)
+        print("main exits", flush=True)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["main exits", "coroutine cleaned up"]
 
 
 # -- trio: the host tasks that run sync_wrap coroutines ------------------------------------------

@@ -33,7 +33,7 @@ def worker_threads(executor_name: str) -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith(f"{executor_name}-")]
 
 
-# -- construction -------------------------------------------------------------------
+# -- construction, and threads started on demand and retired when idle --------------
 
 
 @pytest.mark.parametrize(
@@ -85,6 +85,30 @@ def test_idle_threads_exit_after_the_idle_timeout() -> None:
         assert not thread.is_alive()
     assert executor.statistics().workers == 0
     assert executor.submit(int, "7").result(10) == 7  # and it grows again on demand
+    executor.shutdown()
+
+
+def test_calls_submitted_as_the_only_worker_times_out_always_run() -> None:
+    """A call submitted while the only worker is exiting on its idle timeout still runs."""
+    executor = ThreadExecutor(1, idle_timeout=0.001)
+    for i in range(300):
+        assert executor.submit(pow, i, 2).result(10) == i * i
+        threading.Event().wait(0.001)  # let the worker reach its idle timeout, or nearly
+    executor.shutdown()
+
+
+def test_failed_thread_start_fails_the_call_instead_of_hanging(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When no worker thread can be started, the call fails with RuntimeError rather than waiting forever."""
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    executor = ThreadExecutor(2)
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        executor.submit(int).result(10)
+    monkeypatch.undo()
+    assert executor.submit(int, "3").result(10) == 3
     executor.shutdown()
 
 
@@ -425,30 +449,3 @@ def test_set_default_executor_rejects_other_executors() -> None:
     """set_default_executor() takes only a ThreadExecutor, and says what to do otherwise."""
     with cf.ThreadPoolExecutor(1) as pool, pytest.raises(TypeError, match="expects a ThreadExecutor"):
         set_default_executor(pool)  # type: ignore[arg-type]
-
-
-# -- regressions found in review ------------------------------------------------------------
-
-
-def test_calls_submitted_as_the_only_worker_times_out_always_run() -> None:
-    """A call submitted while the only worker is exiting on its idle timeout still runs."""
-    executor = ThreadExecutor(1, idle_timeout=0.001)
-    for i in range(300):
-        assert executor.submit(pow, i, 2).result(10) == i * i
-        threading.Event().wait(0.001)  # let the worker reach its idle timeout, or nearly
-    executor.shutdown()
-
-
-def test_failed_thread_start_fails_the_call_instead_of_hanging(monkeypatch: pytest.MonkeyPatch) -> None:
-    """When no worker thread can be started, the call fails with RuntimeError rather than waiting forever."""
-
-    def refuse(self: threading.Thread) -> None:
-        raise RuntimeError("can't start new thread")
-
-    executor = ThreadExecutor(2)
-    monkeypatch.setattr(threading.Thread, "start", refuse)
-    with pytest.raises(RuntimeError, match="can't start new thread"):
-        executor.submit(int).result(10)
-    monkeypatch.undo()
-    assert executor.submit(int, "3").result(10) == 3
-    executor.shutdown()

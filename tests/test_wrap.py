@@ -1,4 +1,4 @@
-"""async_wrap and to_thread: results, errors, signatures, limits, timeouts, cancellation."""
+"""async_wrap and to_thread: results, errors, signatures, methods, generators, timeouts, cancellation."""
 
 from __future__ import annotations
 
@@ -246,6 +246,59 @@ async def test_generator_closed_early_runs_its_finally_in_a_worker() -> None:
     assert close_thread[0] != threading.get_ident()
 
 
+async def test_generator_aclose_waits_for_its_cleanup() -> None:
+    """await agen.aclose() returns only after the sync generator's finally has run."""
+    closed: list[bool] = []
+
+    @async_wrap
+    def resource() -> Iterator[int]:
+        try:
+            yield 1
+            yield 2
+        finally:
+            time.sleep(0.05)
+            closed.append(True)
+
+    gen = resource()
+    assert await gen.__anext__() == 1
+    await gen.aclose()
+    assert closed == [True]
+
+
+async def test_generator_cancelled_mid_step_is_closed_in_a_worker(caplog: pytest.LogCaptureFixture) -> None:
+    """A wrapped generator whose step was abandoned is closed in a worker once the step ends, with no error."""
+    in_step = threading.Event()
+    release = threading.Event()
+    cleaned = threading.Event()
+    cleanup_thread: list[str] = []
+
+    @async_wrap
+    def rows() -> Iterator[int]:
+        try:
+            yield 1
+            in_step.set()
+            release.wait(10)
+            yield 2
+        finally:
+            cleanup_thread.append(threading.current_thread().name)
+            cleaned.set()
+
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tg:
+
+            async def consume() -> None:
+                async for _ in rows():
+                    pass
+
+            tg.start_soon(consume)
+            await wait_thread_event(in_step)
+            scope.cancel()
+    release.set()
+    await wait_thread_event(cleaned)
+    assert cleanup_thread[0] != threading.current_thread().name
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
 # -- bad input ---------------------------------------------------------------------
 
 
@@ -314,6 +367,20 @@ async def test_timeout_raises_builtin_timeout_error_and_keeps_the_slot() -> None
         release.set()
 
 
+async def test_timeout_without_abandoning_waits_then_raises_timeout_error() -> None:
+    """timeout= with abandon_on_cancel=False waits for the thread, then raises TimeoutError, on every backend."""
+
+    @async_wrap(timeout=0.05, abandon_on_cancel=False)
+    def slow() -> str:
+        time.sleep(0.3)
+        return "result"
+
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await slow()
+    assert time.monotonic() - started >= 0.25  # it waited for the thread
+
+
 @pytest.mark.parametrize("how", ["cancel_scope", "fail_after"])
 async def test_cancel_ends_await_promptly_and_keeps_slot(how: str) -> None:
     """A cancelled or timed-out await ends at once; the function runs on and its thread stays counted."""
@@ -367,92 +434,3 @@ async def test_abandon_on_cancel_false_waits_for_the_thread() -> None:
             tg.start_soon(cancel_later, scope)
             await stubborn()
         assert finished.is_set()
-
-
-# -- regressions found in review ----------------------------------------------------------
-
-
-async def test_timeout_without_abandoning_waits_then_raises_timeout_error() -> None:
-    """timeout= with abandon_on_cancel=False waits for the thread, then raises TimeoutError, on every backend."""
-
-    @async_wrap(timeout=0.05, abandon_on_cancel=False)
-    def slow() -> str:
-        time.sleep(0.3)
-        return "result"
-
-    started = time.monotonic()
-    with pytest.raises(TimeoutError):
-        await slow()
-    assert time.monotonic() - started >= 0.25  # it waited for the thread
-
-
-async def test_waiting_out_a_thread_after_cancel_does_not_spin_the_loop() -> None:
-    """While abandon_on_cancel=False waits out a cancelled call, the loop thread stays idle."""
-    release = threading.Event()
-
-    @async_wrap(abandon_on_cancel=False)
-    def slow() -> None:
-        release.wait(10)
-
-    def release_later() -> None:
-        time.sleep(0.5)
-        release.set()
-
-    threading.Thread(target=release_later).start()
-    cpu_before = time.thread_time()
-    with anyio.move_on_after(0.05):
-        await slow()
-    assert time.thread_time() - cpu_before < 0.25  # a busy loop would burn about 0.45 s
-
-
-async def test_generator_cancelled_mid_step_is_closed_in_a_worker(caplog: pytest.LogCaptureFixture) -> None:
-    """A wrapped generator whose step was abandoned is closed in a worker once the step ends, with no error."""
-    in_step = threading.Event()
-    release = threading.Event()
-    cleaned = threading.Event()
-    cleanup_thread: list[str] = []
-
-    @async_wrap
-    def rows() -> Iterator[int]:
-        try:
-            yield 1
-            in_step.set()
-            release.wait(10)
-            yield 2
-        finally:
-            cleanup_thread.append(threading.current_thread().name)
-            cleaned.set()
-
-    with anyio.CancelScope() as scope:
-        async with anyio.create_task_group() as tg:
-
-            async def consume() -> None:
-                async for _ in rows():
-                    pass
-
-            tg.start_soon(consume)
-            await wait_thread_event(in_step)
-            scope.cancel()
-    release.set()
-    await wait_thread_event(cleaned)
-    assert cleanup_thread[0] != threading.current_thread().name
-    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
-
-
-async def test_generator_aclose_waits_for_its_cleanup() -> None:
-    """await agen.aclose() returns only after the sync generator's finally has run."""
-    closed: list[bool] = []
-
-    @async_wrap
-    def resource() -> Iterator[int]:
-        try:
-            yield 1
-            yield 2
-        finally:
-            time.sleep(0.05)
-            closed.append(True)
-
-    gen = resource()
-    assert await gen.__anext__() == 1
-    await gen.aclose()
-    assert closed == [True]
