@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
+from collections.abc import Iterator
 
 import anyio
 
@@ -28,3 +31,24 @@ class Gauge:
     def __exit__(self, *exc: object) -> None:
         with self._lock:
             self.now -= 1
+
+
+class _Signal(logging.Handler):
+    def __init__(self, level: int) -> None:
+        super().__init__(level)
+        self.event = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.event.set()
+
+
+@contextlib.contextmanager
+def log_signal(logger: str, level: int) -> Iterator[threading.Event]:
+    """An event set once ``logger`` emits a record at ``level`` or above, from whichever thread writes it."""
+    handler = _Signal(level)
+    target = logging.getLogger(logger)
+    target.addHandler(handler)
+    try:
+        yield handler.event
+    finally:
+        target.removeHandler(handler)

@@ -10,6 +10,7 @@ import anyio
 import pytest
 
 from _internals import current_inbox, running_asyncio_loop
+from _sync import wait_thread_event
 from asyncbridge import async_wrap, sync_wrap, to_thread
 
 pytestmark = pytest.mark.anyio
@@ -101,17 +102,28 @@ async def test_native_asyncio_timeout_fires() -> None:
 async def test_waiting_out_a_thread_after_cancel_does_not_spin_the_loop() -> None:
     """While abandon_on_cancel=False waits out a cancelled call, the loop thread stays idle."""
     release = threading.Event()
+    started = threading.Event()
 
     @async_wrap(abandon_on_cancel=False)
     def slow() -> None:
+        started.set()
         release.wait(10)
 
     def release_later() -> None:
         time.sleep(0.5)
         release.set()
 
-    threading.Thread(target=release_later).start()
-    cpu_before = time.thread_time()
-    with anyio.move_on_after(0.05):
-        await slow()
-    assert time.thread_time() - cpu_before < 0.25  # a busy loop would burn about 0.45 s
+    cpu_before: list[float] = []
+
+    async def cancel_once_started(scope: anyio.CancelScope) -> None:
+        await wait_thread_event(started)
+        threading.Thread(target=release_later).start()
+        cpu_before.append(time.thread_time())
+        scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        with anyio.CancelScope() as scope:
+            tg.start_soon(cancel_once_started, scope)
+            await slow()
+    assert release.is_set()  # the cancelled await waited out the call
+    assert time.thread_time() - cpu_before[0] < 0.25  # a busy loop would burn about 0.5 s

@@ -9,7 +9,7 @@ import time
 import anyio
 import pytest
 
-from _sync import wait_thread_event
+from _sync import log_signal, wait_thread_event
 from asyncbridge import ThreadExecutor, async_wrap, check_cancelled
 
 pytestmark = pytest.mark.anyio
@@ -97,13 +97,10 @@ async def test_exception_after_abandonment_is_logged(caplog: pytest.LogCaptureFi
             tg.start_soon(late_failure)
             await wait_thread_event(started)
             scope.cancel()
-    with caplog.at_level(logging.ERROR, logger="asyncbridge"):
+    with caplog.at_level(logging.ERROR, logger="asyncbridge"), log_signal("asyncbridge", logging.ERROR) as logged:
         release.set()
         await wait_thread_event(done)
-        for _ in range(200):  # the log is written when the loop drains the worker's report
-            if caplog.records:
-                break
-            await anyio.sleep(0.01)
+        await wait_thread_event(logged)  # the log is written when the loop drains the worker's report
     assert any(record.exc_info and isinstance(record.exc_info[1], LookupError) for record in caplog.records), (
         caplog.text
     )

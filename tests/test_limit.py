@@ -73,9 +73,11 @@ async def test_cancelled_waiter_gives_its_limit_place_up() -> None:
     """A caller cancelled while waiting for a limit slot does not take or leak the slot."""
     hold = threading.Event()
     entered = threading.Event()
+    ran: list[str] = []
 
     @async_wrap(limit=1)
     def work(tag: str) -> str:
+        ran.append(tag)
         entered.set()
         hold.wait(10)
         return tag
@@ -84,8 +86,12 @@ async def test_cancelled_waiter_gives_its_limit_place_up() -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(lambda: work("first"))
         await wait_thread_event(entered)
-        with anyio.move_on_after(0.05):
-            await work("never")  # waits for the slot, then gives up
+        async with anyio.create_task_group() as waiting:
+            waiting.start_soon(work, "never")
+            await anyio.wait_all_tasks_blocked()  # "never" waits for the slot "first" holds...
+            waiting.cancel_scope.cancel()  # ...and gives up
         hold.set()
-    results.append(await work("after"))
+    with anyio.fail_after(10):  # a leaked slot would leave this call waiting forever
+        results.append(await work("after"))
     assert results == ["after"]
+    assert ran == ["first", "after"]

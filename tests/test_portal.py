@@ -361,6 +361,7 @@ async def test_nested_calls_gathered_in_the_coroutine_all_complete() -> None:
 async def test_task_outliving_the_nested_wait_still_gets_a_thread() -> None:
     """A task spawned inside the nested coroutine that calls the pool after the wait is over does not hang."""
     go = anyio.Event()
+    done = anyio.Event()
     results: list[int] = []
     async with ThreadExecutor(1) as executor:
 
@@ -371,6 +372,7 @@ async def test_task_outliving_the_nested_wait_still_gets_a_thread() -> None:
         async def later() -> None:
             await go.wait()
             results.append(await h(1))
+            done.set()
 
         async with anyio.create_task_group() as tg:
 
@@ -381,8 +383,7 @@ async def test_task_outliving_the_nested_wait_still_gets_a_thread() -> None:
             await async_wrap(executor=executor)(spawn)()
             go.set()
             with anyio.fail_after(10):
-                while not results:
-                    await anyio.sleep(0.01)
+                await done.wait()
     assert results == [101]
 
 

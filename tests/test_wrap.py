@@ -402,9 +402,19 @@ async def test_cancel_ends_await_promptly_and_keeps_slot(how: str) -> None:
                     await wait_thread_event(started)
                     scope.cancel()
         else:
+
+            async def expire_once_started(deadline: anyio.CancelScope) -> None:
+                await wait_thread_event(started)
+                deadline.deadline = anyio.current_time()  # time is up, mid-call
+
+            async def timed_out() -> None:
+                with anyio.fail_after(10) as deadline:
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(expire_once_started, deadline)
+                        await stuck()
+
             with pytest.raises(TimeoutError):
-                with anyio.fail_after(0.1):
-                    await stuck()
+                await timed_out()
         assert not finished.is_set()
         assert executor.statistics().running == 1
         release.set()
@@ -426,7 +436,7 @@ async def test_abandon_on_cancel_false_waits_for_the_thread() -> None:
     async def cancel_later(scope: anyio.CancelScope) -> None:
         await wait_thread_event(started)
         scope.cancel()
-        await anyio.sleep(0.05)
+        await anyio.wait_all_tasks_blocked()  # an await that ignored abandon_on_cancel=False has returned by now
         release.set()
 
     async with anyio.create_task_group() as tg:
