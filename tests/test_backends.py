@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 
@@ -10,8 +11,8 @@ import anyio
 import pytest
 
 from _internals import current_inbox, running_asyncio_loop
-from _sync import wait_thread_event
-from asyncbridge import async_wrap, sync_wrap, to_thread
+from _sync import log_signal, wait_thread_event
+from asyncbridge import ThreadExecutor, async_wrap, sync_wrap, to_thread
 
 pytestmark = pytest.mark.anyio
 
@@ -127,3 +128,42 @@ async def test_waiting_out_a_thread_after_cancel_does_not_spin_the_loop() -> Non
             await slow()
     assert release.is_set()  # the cancelled await waited out the call
     assert time.thread_time() - cpu_before[0] < 0.25  # a busy loop would burn about 0.5 s
+
+
+# -- waking a loop that is gone ----------------------------------------------------------------------
+
+
+def _new_loop(kind: str) -> asyncio.AbstractEventLoop:
+    if kind == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+        return loop
+    return asyncio.new_event_loop()
+
+
+@pytest.mark.parametrize("kind", ["asyncio", "uvloop"])
+def test_a_call_finishing_after_its_loop_closed_is_logged_not_lost(kind: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A call whose asyncio loop was closed (not cancelled) while it ran: its error is logged, the pool runs on."""
+    started = threading.Event()
+    release = threading.Event()
+
+    def fail_late() -> None:
+        started.set()
+        release.wait(10)
+        raise LookupError("raised after the loop closed")
+
+    with ThreadExecutor(1) as executor:
+        loop = _new_loop(kind)
+        try:
+            task = loop.create_task(executor.run(fail_late))
+            loop.run_until_complete(to_thread(started.wait, 10))
+        finally:
+            loop.close()
+        with caplog.at_level(logging.ERROR, logger="asyncbridge"), log_signal("asyncbridge", logging.ERROR) as logged:
+            release.set()
+            assert logged.wait(10), "the late error was not logged"
+        assert any(record.exc_info and isinstance(record.exc_info[1], LookupError) for record in caplog.records), (
+            caplog.text
+        )
+        assert executor.submit(int, "7").result(10) == 7
+    del task
