@@ -33,22 +33,29 @@ class Gauge:
             self.now -= 1
 
 
-class _Signal(logging.Handler):
+class LogWatch(logging.Handler):
+    """The records a logger emitted, and ``arrived``, set once the first is in ``records``."""
+
     def __init__(self, level: int) -> None:
         super().__init__(level)
-        self.event = threading.Event()
+        self.records: list[logging.LogRecord] = []
+        self.arrived = threading.Event()
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.event.set()
+        self.records.append(record)
+        self.arrived.set()
 
 
 @contextlib.contextmanager
-def log_signal(logger: str, level: int) -> Iterator[threading.Event]:
-    """An event set once ``logger`` emits a record at ``level`` or above, from whichever thread writes it."""
-    handler = _Signal(level)
+def watch_log(logger: str, level: int) -> Iterator[LogWatch]:
+    """Collect what ``logger`` emits at ``level`` or above, from whichever thread writes it."""
+    watch = LogWatch(level)
     target = logging.getLogger(logger)
-    target.addHandler(handler)
+    old_level = target.level
+    target.setLevel(level)
+    target.addHandler(watch)
     try:
-        yield handler.event
+        yield watch
     finally:
-        target.removeHandler(handler)
+        target.removeHandler(watch)
+        target.setLevel(old_level)

@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from _internals import current_inbox, running_asyncio_loop
-from _sync import log_signal, wait_thread_event
+from _sync import wait_thread_event, watch_log
 from asyncbridge import ThreadExecutor, async_wrap, sync_wrap, to_thread
 
 pytestmark = pytest.mark.anyio
@@ -142,7 +142,7 @@ def _new_loop(kind: str) -> asyncio.AbstractEventLoop:
 
 
 @pytest.mark.parametrize("kind", ["asyncio", "uvloop"])
-def test_a_call_finishing_after_its_loop_closed_is_logged_not_lost(kind: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_call_finishing_after_its_loop_closed_is_logged_not_lost(kind: str) -> None:
     """A call whose asyncio loop was closed (not cancelled) while it ran: its error is logged, the pool runs on."""
     started = threading.Event()
     release = threading.Event()
@@ -159,11 +159,11 @@ def test_a_call_finishing_after_its_loop_closed_is_logged_not_lost(kind: str, ca
             loop.run_until_complete(to_thread(started.wait, 10))
         finally:
             loop.close()
-        with caplog.at_level(logging.ERROR, logger="asyncbridge"), log_signal("asyncbridge", logging.ERROR) as logged:
+        with watch_log("asyncbridge", logging.ERROR) as log:
             release.set()
-            assert logged.wait(10), "the late error was not logged"
-        assert any(record.exc_info and isinstance(record.exc_info[1], LookupError) for record in caplog.records), (
-            caplog.text
+            assert log.arrived.wait(10), "the late error was not logged"
+        assert any(record.exc_info and isinstance(record.exc_info[1], LookupError) for record in log.records), (
+            log.records
         )
         assert executor.submit(int, "7").result(10) == 7
     del task

@@ -9,7 +9,7 @@ import time
 import anyio
 import pytest
 
-from _sync import log_signal, wait_thread_event
+from _sync import wait_thread_event, watch_log
 from asyncbridge import ThreadExecutor, async_wrap, check_cancelled
 
 pytestmark = pytest.mark.anyio
@@ -79,7 +79,7 @@ async def test_cancelled_queued_call_never_runs() -> None:
     assert ran == ["first", "third"]
 
 
-async def test_exception_after_abandonment_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+async def test_exception_after_abandonment_is_logged() -> None:
     """An exception raised by a function whose caller was cancelled is logged, not lost."""
     release = threading.Event()
     started = threading.Event()
@@ -97,10 +97,8 @@ async def test_exception_after_abandonment_is_logged(caplog: pytest.LogCaptureFi
             tg.start_soon(late_failure)
             await wait_thread_event(started)
             scope.cancel()
-    with caplog.at_level(logging.ERROR, logger="asyncbridge"), log_signal("asyncbridge", logging.ERROR) as logged:
+    with watch_log("asyncbridge", logging.ERROR) as log:
         release.set()
         await wait_thread_event(done)
-        await wait_thread_event(logged)  # the log is written when the loop drains the worker's report
-    assert any(record.exc_info and isinstance(record.exc_info[1], LookupError) for record in caplog.records), (
-        caplog.text
-    )
+        await wait_thread_event(log.arrived)  # the log is written when the loop drains the worker's report
+    assert any(record.exc_info and isinstance(record.exc_info[1], LookupError) for record in log.records), log.records
