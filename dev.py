@@ -4,13 +4,15 @@
     python3 dev.py demo                 # the live demo (python -m asyncbridge demo)
     python3 dev.py test                 # the whole test suite
     python3 dev.py test --python 3.12   # ... on another interpreter (found on PATH or under pyenv)
+    python3 dev.py test-plain           # the process tests on a plain install (no cloudpickle, no frameworks)
     python3 dev.py lint                 # ruff, mypy --strict and pyright (strict)
     python3 dev.py bench [ARGS...]      # the benchmarks against the peers (bench/run.py)
 
 Each command makes (or reuses) a virtual environment under .venv*/ and
-installs the project into it with the extras it needs; it uses only the
-standard library, so it runs on a machine with nothing but python3.
-Extra arguments after the command are passed on (to pytest, to the bench).
+installs the project into it with the dependency groups it needs (PEP 735,
+pyproject.toml's [dependency-groups]); it uses only the standard library, so
+it runs on a machine with nothing but python3. Extra arguments after the
+command are passed on (to pytest, to the bench).
 """
 
 from __future__ import annotations
@@ -25,7 +27,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 
-EXTRAS = {"demo": "test", "test": "test", "lint": "lint,test", "bench": "bench,test"}
+# command -> (the venv's suffix, the dependency groups it installs)
+GROUPS = {
+    "demo": ("", ("test", "lint")),
+    "test": ("", ("test", "lint")),
+    "lint": ("", ("test", "lint")),
+    "test-plain": ("-plain", ("test-plain",)),
+    "bench": ("-bench", ("bench", "test")),
+}
+# What test-plain runs: the process tests, whose pickling an installed cloudpickle once hid a bug from.
+PLAIN_TESTS = ["tests/test_plain_install.py", "tests/test_process_*.py"]
 
 
 def find_python(version: str | None) -> str:
@@ -44,7 +55,7 @@ def find_python(version: str | None) -> str:
     sys.exit(f"dev.py: no Python {version} found on PATH or under pyenv; install it or pass a path")
 
 
-def venv_for(python: str, extras: str) -> Path:
+def venv_for(python: str, suffix: str, groups: tuple[str, ...]) -> Path:
     out = subprocess.run(
         [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
         check=True,
@@ -52,40 +63,43 @@ def venv_for(python: str, extras: str) -> Path:
         text=True,
     )
     version = out.stdout.strip()
-    venv = ROOT / (".venv" if python == sys.executable else f".venv-{version}")
+    venv = ROOT / ((".venv" if python == sys.executable else f".venv-{version}") + suffix)
     bin_python = venv / ("Scripts" if os.name == "nt" else "bin") / "python"
     stamp = venv / ".asyncbridge-installed"
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + " ".join(groups).encode()).hexdigest()
     if not bin_python.exists():
         print(f"dev.py: creating {venv.name} with Python {version}", flush=True)
         subprocess.run([python, "-m", "venv", str(venv)], check=True)
     if not stamp.exists() or stamp.read_text() != wanted:
-        print(f"dev.py: installing asyncbridge[{extras}] into {venv.name}", flush=True)
+        print(f"dev.py: installing asyncbridge with the groups {', '.join(groups)} into {venv.name}", flush=True)
         pip = [str(bin_python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        subprocess.run([*pip, "--upgrade", "pip"], check=True)
-        subprocess.run([*pip, "-e", f".[{extras}]"], check=True, cwd=ROOT)
+        subprocess.run([*pip, "--upgrade", "pip>=25.1"], check=True)  # 25.1 reads dependency groups
+        subprocess.run([*pip, "-e", ".", *(f"--group={group}" for group in groups)], check=True, cwd=ROOT)
         stamp.write_text(wanted)
     return bin_python
 
 
-def run(cmd: list[str]) -> int:
+def run(cmd: list[str], env: dict[str, str] | None = None) -> int:
     print("+", " ".join(cmd), flush=True)
-    return subprocess.run(cmd, cwd=ROOT).returncode
+    return subprocess.run(cmd, cwd=ROOT, env=None if env is None else {**os.environ, **env}).returncode
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in EXTRAS:
+    if not argv or argv[0] not in GROUPS:
         print(__doc__)
         return 2
     command, rest = argv[0], argv[1:]
     version = None
     if rest[:1] == ["--python"]:
         version, rest = rest[1], rest[2:]
-    python = venv_for(find_python(version), EXTRAS[command])
+    python = venv_for(find_python(version), *GROUPS[command])
     if command == "demo":
         return run([str(python), "-m", "asyncbridge", "demo", *rest])
     if command == "test":
         return run([str(python), "-m", "pytest", *rest])
+    if command == "test-plain":
+        tests = sorted({path for pattern in PLAIN_TESTS for path in glob.glob(pattern, root_dir=ROOT)})
+        return run([str(python), "-m", "pytest", *tests, *rest], env={"ASYNCBRIDGE_PLAIN_INSTALL": "1"})
     if command == "bench":
         return run([str(python), "bench/run.py", *rest])
     bindir = python.parent

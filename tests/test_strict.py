@@ -22,7 +22,7 @@ import pytest
 
 import asyncbridge
 from _detector_blockers import NAP_LINE, nap
-from asyncbridge import BlockingCallError, BlockingDetector, _strict
+from asyncbridge import BlockingCallError, BlockingDetector, _strict_rules
 
 # These tests make blocking calls on purpose, each under its own detector.
 pytestmark = [pytest.mark.anyio, pytest.mark.blocking_detector(enabled=False)]
@@ -357,12 +357,12 @@ async def test_everyday_async_code_is_not_reported(anyio_backend: Any) -> None:
 
 def test_rule_versions_and_the_docs_table() -> None:
     """Rule set 1 is the latest; docs/detector.md lists every one of its rules with when it fires."""
-    assert _strict.LATEST_VERSION == 1
-    names = [rule.name for rule in _strict.rules_for(1)]
+    assert _strict_rules.LATEST_VERSION == 1
+    names = [rule.name for rule in _strict_rules.rules_for(1)]
     assert len(names) == len(set(names))
     assert {"time.sleep", "socket.socket.recv", "io.BufferedReader.read", "threading.Lock.acquire",
             "subprocess.Popen.wait", "builtins.input"} <= set(names)  # fmt: skip
-    assert _strict.format_rules(1) in DOCS.read_text(encoding="utf-8")
+    assert _strict_rules.format_rules(1) in DOCS.read_text(encoding="utf-8")
     with pytest.raises(ValueError, match="strict_rules=2 is not a known rule set; versions are 1 to 1"):
         BlockingDetector(strict=True, strict_rules=2)
     BlockingDetector(strict=True, strict_rules=1)
@@ -379,7 +379,7 @@ def test_rule_versions_and_the_docs_table() -> None:
 )
 def test_allow_rule_syntax(text: str, module: str, function: str | None, call: str | None) -> None:
     """Allow rules parse as [CALL@]MODULE[:FUNCTION]."""
-    rule = _strict.parse_allow(text)
+    rule = _strict_rules.parse_allow(text)
     assert (rule.text, rule.module, rule.function, rule.call) == (text, module, function, call)
 
 

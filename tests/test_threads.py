@@ -449,3 +449,84 @@ def test_set_default_executor_rejects_other_executors() -> None:
     """set_default_executor() takes only a ThreadExecutor, and says what to do otherwise."""
     with cf.ThreadPoolExecutor(1) as pool, pytest.raises(TypeError, match="expects a ThreadExecutor"):
         set_default_executor(pool)  # type: ignore[arg-type]
+
+
+# -- interpreter exit ---------------------------------------------------------------
+
+
+def _run_child(code: str, timeout: float = 60) -> tuple[subprocess.CompletedProcess[str], float]:
+    import time
+
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    return result, time.monotonic() - started
+
+
+@pytest.mark.parametrize("executor", ["ThreadExecutor(2)", "get_default_executor()"])
+def test_submitted_work_completes_before_the_interpreter_exits(executor: str) -> None:
+    """As concurrent.futures promises: the program does not exit until submit()ted and map()ped work is done."""
+    code = f"""
+import time
+from asyncbridge import ThreadExecutor, get_default_executor
+
+def job(n):
+    time.sleep(0.2)
+    print("job", n, flush=True)
+
+executor = {executor}
+executor.submit(job, 1)
+executor.map(job, [2, 3])
+"""
+    result, _ = _run_child(code)
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.split("\n")) == ["", "job 1", "job 2", "job 3"]
+
+
+def test_an_abandoned_call_does_not_hold_the_exit_past_the_grace() -> None:
+    """A call whose awaiting caller timed out runs on, but exit waits for it EXIT_GRACE at most (0.5 s here)."""
+    code = """
+import asyncio, threading, time
+import asyncbridge
+from asyncbridge import _threads
+
+_threads.EXIT_GRACE = 0.5
+
+@asyncbridge.async_wrap
+def stuck():
+    threading.Event().wait(120)
+
+async def main():
+    try:
+        await asyncio.wait_for(stuck(), 0.1)
+    except TimeoutError:
+        print("timed out", flush=True)
+
+asyncio.run(main())
+"""
+    result, elapsed = _run_child(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "timed out\n"
+    assert elapsed < 20  # not the call's 120 s
+
+
+def test_an_abandoned_call_that_ends_within_the_grace_is_waited_for() -> None:
+    code = """
+import asyncio, time
+import asyncbridge
+
+@asyncbridge.async_wrap
+def slow():
+    time.sleep(0.5)
+    print("slow finished", flush=True)
+
+async def main():
+    try:
+        await asyncio.wait_for(slow(), 0.05)
+    except TimeoutError:
+        print("timed out", flush=True)
+
+asyncio.run(main())
+"""
+    result, _ = _run_child(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "timed out\nslow finished\n"

@@ -5,7 +5,9 @@ Users import from here only; every implementation module is private.
 
 from __future__ import annotations
 
-from ._detector import BlockingDetector, BlockingEvent
+from ._call import check_cancelled
+from ._detector import BlockingDetector
+from ._detector_event import BlockingEvent
 from ._exceptions import (
     AsyncBridgeError,
     BlockingCallError,
@@ -13,7 +15,7 @@ from ._exceptions import (
     WorkerCrashedError,
     WorkerStartError,
 )
-from ._hub import check_cancelled
+from ._limit import CapacityLimiter, CapacityLimiterStatistics
 from ._portal import sync_wrap
 from ._processes import ProcessExecutor, to_process
 from ._statistics import ExecutorStatistics
@@ -28,6 +30,8 @@ __all__ = [
     "BlockingCallError",
     "BlockingDetector",
     "BlockingEvent",
+    "CapacityLimiter",
+    "CapacityLimiterStatistics",
     "ExecutorShutdownError",
     "ExecutorStatistics",
     "ProcessExecutor",

@@ -1,7 +1,7 @@
 """BlockingEvent: one block of an event loop, and how to tell a person about it.
 
-Kept apart from ``_detector.py`` so that strict mode (``_strict.py``), which
-creates events too, does not import the detector.
+Kept apart from the detector (``_detector.py``, ``_detector_session.py``) so that
+strict mode (``_strict.py``), which creates events too, does not import it.
 """
 
 from __future__ import annotations

@@ -29,17 +29,14 @@ import functools
 import inspect
 import os
 import queue
-import sys
 import threading
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
+from typing import Any, Protocol, TypeVar, overload
 
 from typing_extensions import ParamSpec
 
-from ._hub import Call, _get_running_loop, current_call, current_executor, nested_wait
-
-if TYPE_CHECKING:
-    from ._backends._trio import TrioInbox
+from ._backends import AsyncioInbox, Inbox, in_event_loop_thread
+from ._call import Call, NestingExecutor, current_call, current_executor, nested_wait
 
 __all__ = ["sync_wrap"]
 
@@ -47,12 +44,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 _FINISHED = object()
-_START_FROM_CALLER = sys.version_info < (3, 12)  # see _Wait._start_from_caller
-
-
-def _wake() -> None:
-    """Nothing: a callback whose only job is to wake the loop (see _Wait._start_from_caller)."""
-
 
 _POLL = 1.0  # seconds between checks that the loop we wait on is still alive
 
@@ -120,24 +111,8 @@ def sync_wrap(fn: Callable[..., Awaitable[Any]] | None = None, /) -> Any:
     return decorate(fn)
 
 
-def _on_loop_thread() -> bool:
-    if _get_running_loop() is not None:
-        return True
-    trio = sys.modules.get("trio")
-    if trio is None:
-        return False
-    in_trio_run = getattr(trio.lowlevel, "in_trio_run", None)  # trio >= 0.26; raising is slower
-    if in_trio_run is not None:
-        return bool(in_trio_run())
-    try:
-        trio.lowlevel.current_trio_token()
-    except RuntimeError:
-        return False
-    return True
-
-
 def _call(fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    if _on_loop_thread():
+    if in_event_loop_thread():
         name = getattr(fn, "__qualname__", repr(fn))
         raise RuntimeError(
             f"sync_wrap: {name}() was called on an event loop's own thread, where waiting for it would "
@@ -149,25 +124,27 @@ def _call(fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict
     executor = current_executor()
     if outer is not None and outer.inbox is not None:
         wait = _Wait(fn, args, kwargs, ctx, executor)
-        inbox: Any = outer.inbox
-        loop = getattr(inbox, "loop", None)
+        inbox: Inbox = outer.inbox
         # Publish the wait before looking for a cancellation: the loop thread
         # writes raise_cancel before it reads nested, so one of us sees the other.
         outer.nested = wait
         try:
             if outer.raise_cancel is not None:
                 outer.raise_cancel()  # the caller that started this worker has gone
-            if loop is not None:
-                return wait.run_on_asyncio(loop)
-            return wait.run_on_trio(inbox)
+            return wait.run_on(inbox)
         finally:
             outer.nested = None
     # No loop of our own: a plain thread, or a worker running a submit()ed call.
-    return _Wait(fn, args, kwargs, ctx, executor).run_on_asyncio(_background_loop(), ours=True)
+    return _Wait(fn, args, kwargs, ctx, executor).run_on(_background_inbox(), ours=True)
 
 
 class _Wait:
-    """One sync_wrap call in progress: the coroutine on its loop, the worker waiting for it."""
+    """One sync_wrap call in progress: the coroutine on its loop, the worker waiting for it.
+
+    A :class:`~asyncbridge._call.Job` for the loop's backend, which runs
+    ``body`` in a task; and a :class:`~asyncbridge._call.Nested` wait for the
+    worker's executor, which may deliver calls to it.
+    """
 
     def __init__(
         self,
@@ -194,7 +171,7 @@ class _Wait:
 
     # -- loop side ------------------------------------------------------------
 
-    async def _body(self, checkpoint: Callable[[], Awaitable[None]] | None = None) -> None:
+    async def body(self, checkpoint: Callable[[], Awaitable[None]] | None = None, /) -> None:
         try:
             if checkpoint is not None:
                 await checkpoint()  # trio: a cancel that came before the start wins
@@ -203,6 +180,13 @@ class _Wait:
             self.exc = exc
         finally:
             self.queue.put(_FINISHED)
+
+    def set_canceller(self, cancel: Callable[[], object] | None, /) -> None:
+        self._cancel = cancel
+
+    def finish_unstarted(self, exc: BaseException, /) -> None:
+        self.exc = exc
+        self.queue.put(_FINISHED)
 
     def deliver(self, call: Call) -> None:
         """Offer this worker a call the coroutine made on its executor (any thread).
@@ -221,90 +205,18 @@ class _Wait:
         if self._cancel is not None:
             self._cancel()
 
-    def _start_asyncio(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self.cancel_requested:  # cancelled before it started: start nothing
-            self.exc = asyncio.CancelledError()
-            self.queue.put(_FINISHED)
-            return
-        task: asyncio.Task[None]
-        if sys.version_info >= (3, 12):
-            # Run the first step now rather than on the next loop iteration: a
-            # coroutine that does not suspend is done without another round trip.
-            task = asyncio.Task(self._body(), loop=loop, context=self.ctx, eager_start=True)
-        else:
-            # create_task copies the current context: inside ctx.run that is ctx.
-            task = self.ctx.run(loop.create_task, self._body())
-        self._cancel = task.cancel
-        if self.cancel_requested:
-            task.cancel()
-
-    def _start_from_caller(self, loop: asyncio.BaseEventLoop) -> None:
-        """Python < 3.12, our own background loop: create the Task here, then wake the loop.
-
-        Going through ``call_soon_threadsafe(create_task)`` costs a whole loop
-        iteration before the coroutine's first step (a quarter of a trivial
-        call's time). Creating the Task only appends its first step to the
-        loop's ready deque with ``call_soon``: the same append that
-        ``call_soon_threadsafe`` does, and safe under the GIL, minus the
-        wake-up, which the no-op callback then provides, so both run in the
-        loop's next iteration. Only for the stdlib loop that we created
-        ourselves, with debug mode off: debug mode checks that ``call_soon``
-        comes from the loop's thread; 3.12+ starts the task eagerly instead.
-        """
-        # The Task copies the current context, which inside ctx.run is ctx.
-        task: asyncio.Task[None] = self.ctx.run(asyncio.Task, self._body(), loop=loop)
-        self._cancel = task.cancel
-        loop.call_soon_threadsafe(_wake)
-
-    async def _trio_body(self, scope: Any) -> None:
-        """Run the coroutine in a trio host task (see _backends/_trio.py) whose cancel scope is ``scope``.
-
-        ``cancel`` cancels ``scope`` only while this coroutine runs: the host
-        goes on to other jobs afterwards, and a late cancel must not reach them.
-        """
-        import trio
-
-        self._cancel = scope.cancel
-        if self.cancel_requested:
-            scope.cancel()
-        await self._body(trio.lowlevel.checkpoint_if_cancelled)  # never raises
-        self._cancel = None
-
     # -- waiting side -----------------------------------------------------------
 
-    def run_on_asyncio(self, loop: asyncio.AbstractEventLoop, *, ours: bool = False) -> Any:
-        try:
-            if ours and _START_FROM_CALLER and isinstance(loop, asyncio.BaseEventLoop) and not loop.get_debug():
-                self._start_from_caller(loop)
-            else:
-                loop.call_soon_threadsafe(self._start_asyncio, loop)
-        except RuntimeError:
-            raise RuntimeError("sync_wrap: the event loop that started this worker is closed") from None
-        return self._serve(loop.is_closed, lambda: loop.call_soon_threadsafe(self.cancel), None if ours else _POLL)
-
-    def run_on_trio(self, inbox: TrioInbox) -> Any:
-        import trio
-
-        token = inbox.token
-        try:
-            inbox.submit_job(self, self.fn)
-        except trio.RunFinishedError:
-            raise RuntimeError("sync_wrap: the trio run that started this worker has finished") from None
-
-        def finished() -> bool:
-            try:
-                token.run_sync_soon(lambda: None)
-            except trio.RunFinishedError:
-                return True
-            return False
-
-        return self._serve(finished, lambda: token.run_sync_soon(self.cancel))
+    def run_on(self, inbox: Inbox, *, ours: bool = False) -> Any:
+        """Run the coroutine on ``inbox``'s loop and wait for it here; ``ours``: our background loop."""
+        inbox.start_job(self, ours=ours)
+        return self._serve(inbox.is_closed, lambda: inbox.call_soon_threadsafe(self.cancel), None if ours else _POLL)
 
     def _serve(
         self, loop_gone: Callable[[], bool], cancel_threadsafe: Callable[[], object], poll: float | None = _POLL
     ) -> Any:
         """Wait for the coroutine, running the calls it sends to this worker meanwhile."""
-        executor: Any = self.executor
+        executor: NestingExecutor = self.executor  # type: ignore[assignment]  # set whenever calls are delivered
         try:
             while True:
                 try:
@@ -320,7 +232,7 @@ class _Wait:
                     continue
                 if item is _FINISHED:
                     break
-                executor._run_nested(item)
+                executor.run_nested_call(item)
         except BaseException:  # KeyboardInterrupt in the waiting thread: stop the coroutine too
             with contextlib.suppress(Exception):  # the loop may already be gone
                 cancel_threadsafe()
@@ -355,11 +267,11 @@ class _Wait:
 # -- the background loop for threads that have none --------------------------------
 
 _background_lock = threading.Lock()
-_background: tuple[asyncio.AbstractEventLoop, threading.Thread] | None = None
+_background: tuple[AsyncioInbox, threading.Thread] | None = None
 
 
-def _background_loop() -> asyncio.AbstractEventLoop:
-    """The shared loop for sync_wrap calls from threads without one; started on first use."""
+def _background_inbox() -> AsyncioInbox:
+    """The inbox of the shared loop for sync_wrap calls from threads without one; started on first use."""
     global _background
     current = _background
     if current is not None and current[1].is_alive():
@@ -377,7 +289,7 @@ def _background_loop() -> asyncio.AbstractEventLoop:
             thread = threading.Thread(target=serve, name="asyncbridge-sync-wrap-loop", daemon=True)
             thread.start()
             ready.wait()
-            _background = (loop, thread)
+            _background = (AsyncioInbox(loop), thread)
         return _background[0]
 
 
@@ -393,7 +305,7 @@ if hasattr(os, "register_at_fork"):
 def background_loop_if_started() -> asyncio.AbstractEventLoop | None:
     """The background loop, if one is running (for tests and diagnostics)."""
     current = _background
-    return current[0] if current is not None and current[1].is_alive() else None
+    return current[0].loop if current is not None and current[1].is_alive() else None
 
 
 @atexit.register
@@ -404,7 +316,8 @@ def _close_background_loop() -> None:
         current, _background = _background, None
     if current is None:
         return
-    loop, thread = current
+    inbox, thread = current
+    loop = inbox.loop
 
     async def cancel_all() -> None:
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]

@@ -21,10 +21,11 @@ Design, from the peers' faults (docs/processes.md tells the user's side):
 - A caller that finds an idle worker writes the call to it straight away (no
   thread hop); idle workers form a stack, so the most recently used runs the
   next call and the others can reach their idle timeout.
-- A call awaited on an asyncio (or uvloop) loop that finds an idle worker has
-  its reply read, decoded and delivered by that loop itself (``add_reader`` on
-  the worker's reply pipe): a round trip wakes two threads, not three. One
-  reader owns a reply pipe at a time (``_Worker.owner``: the manager, a loop,
+- A call awaited on a loop that can watch file descriptors (asyncio, uvloop:
+  ``Inbox.reads_fds``) that finds an idle worker has its reply read, decoded
+  and delivered by that loop itself (``Inbox.add_reader`` on the worker's
+  reply pipe): a round trip wakes two threads, not three. One
+  reader owns a reply pipe at a time (``_Worker.owner``: the manager, a loop's inbox,
   or nobody while the worker is idle), changed under the pool lock. A loop
   reads only under the lock and while it owns the pipe, so the manager can
   take a pipe over at any moment (the worker exited, the loop closed,
@@ -42,7 +43,6 @@ Design, from the peers' faults (docs/processes.md tells the user's side):
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import concurrent.futures as cf
 import contextlib
@@ -62,20 +62,18 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from importlib import import_module
 from multiprocessing.process import BaseProcess
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from typing_extensions import ParamSpec
 
 from . import _process_worker
-from ._backends._asyncio import AsyncioInbox, wake_waiter
+from ._backends import Inbox, current_inbox
+from ._call import DROPPED, PENDING, RUNNING, Call, CallExecutor, FutureCall, logger
+from ._checks import check_count
 from ._exceptions import ExecutorShutdownError, WorkerCrashedError, WorkerStartError
-from ._hub import DROPPED, PENDING, RUNNING, Call, FutureCall, _get_running_loop, current_inbox, logger
+from ._executor import ExecutorBase, wait_off_loop
 from ._process_worker import HEADER_SIZE, PROTOCOL, RAISED, READY, RESULT, START_FAILED
 from ._statistics import ExecutorStatistics
-from ._threads import AsyncClosing, _check_max_workers, wait_off_loop
-
-if TYPE_CHECKING:
-    from ._limit import Grant
 
 __all__ = ["ProcessExecutor", "to_process"]
 
@@ -88,7 +86,7 @@ START_RETRY_DELAY = 1.0  # seconds between start attempts once starts keep faili
 STOP_GRACE = 10.0  # seconds a worker asked to exit may take before it is killed; arbitrary
 
 _STOP_FRAME = bytes(HEADER_SIZE)  # an empty frame: "exit now"
-_MANAGER: object = object()  # a reply pipe's owner: the manager thread (else a loop, or None: nobody)
+_MANAGER: object = object()  # a reply pipe's owner: the manager thread (else a loop's inbox, or None: nobody)
 LOOP_CHECK_INTERVAL = 1.0  # seconds between the manager's checks that a loop reading a reply still runs
 _READ_SIZE = 65536
 
@@ -371,7 +369,7 @@ class _Worker:
         # an idle worker whose last call was read on a loop). Under the pool lock.
         self.owner: object = _MANAGER
         self.watched = False  # reply_fd is registered with the manager's selector (manager thread only)
-        self.loop: asyncio.AbstractEventLoop | None = None  # whose add_reader watches reply_fd
+        self.loop: Inbox | None = None  # the inbox of the loop whose add_reader watches reply_fd
         self.reply_closing = False  # dead: reply_fd is closed by self.loop once it stops watching it
 
     def read_frames(self) -> tuple[list[bytearray], bool]:
@@ -460,9 +458,14 @@ class _FutureCall(FutureCall):
     __slots__ = ()
 
     def __init__(
-        self, future: cf.Future[Any], fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        future: cf.Future[Any],
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        executor: CallExecutor,
     ) -> None:
-        super().__init__(future, fn, args, kwargs, None)
+        super().__init__(future, fn, args, kwargs, None, executor)
 
     def claim(self) -> bool:
         """Mark the Future running (it may be already: a re-queued call); False if it was cancelled."""
@@ -623,28 +626,25 @@ class _Pool:
     # -- who reads a reply pipe (see the module docstring) ------------------------
 
     def _reader_for_locked(self, worker: _Worker, call: Call) -> object:
-        """The loop running in this thread if it awaits ``call`` and can read its reply, else _MANAGER."""
-        inbox = call.inbox
-        if type(inbox) is not AsyncioInbox or worker.process.sentinel is None or worker.owner is _MANAGER:
+        """The inbox of the loop running in this thread if it awaits ``call`` and can read its reply, else _MANAGER."""
+        inbox: Inbox | None = call.inbox
+        if inbox is None or not inbox.reads_fds or worker.process.sentinel is None or worker.owner is _MANAGER:
             # trio, submit(), no pidfd (the reply pipe's EOF is then the exit signal), or the
             # manager reads this pipe: only the manager takes a pipe from itself (its reads
             # are not under the lock), when the call ends.
             return _MANAGER
-        loop = inbox.loop
-        if (worker.loop is None or worker.loop is loop) and _get_running_loop() is loop:
-            return loop
+        if (worker.loop is None or worker.loop is inbox) and inbox.is_current():
+            return inbox
         return _MANAGER
 
     def _set_owner_locked(self, worker: _Worker, owner: object) -> None:
-        """Make ``owner`` (_MANAGER, None, or the loop running in this thread) the reply pipe's reader."""
+        """Make ``owner`` (_MANAGER, None, or the inbox of the loop running in this thread) the reply pipe's reader."""
         if owner is not _MANAGER and owner is not None and worker.loop is None:
-            loop = cast("asyncio.AbstractEventLoop", owner)
-            try:
-                loop.add_reader(worker.reply_fd, self._on_loop_readable, worker, loop)
-            except (NotImplementedError, RuntimeError):  # a loop without add_reader
+            inbox = cast(Inbox, owner)
+            if inbox.add_reader(worker.reply_fd, self._on_loop_readable, worker, inbox):
+                worker.loop = inbox
+            else:  # a loop without add_reader
                 owner = _MANAGER
-            else:
-                worker.loop = loop
         worker.owner = owner
         if owner is _MANAGER and not worker.watched and threading.get_ident() != self.manager_ident:
             self._wake_locked()  # to register the pipe with its selector
@@ -660,14 +660,14 @@ class _Pool:
         """
         for worker in self.workers:
             owner = worker.owner
-            if owner is not _MANAGER and owner is not None and cast("asyncio.AbstractEventLoop", owner).is_closed():
+            if owner is not _MANAGER and owner is not None and cast(Inbox, owner).is_closed():
                 self._set_owner_locked(worker, _MANAGER)
 
     def _unwatch_loop_locked(self, worker: _Worker) -> None:
         """Remove the add_reader of ``worker.loop``: now in its thread, else soon by a callback there."""
         loop = worker.loop
         assert loop is not None
-        if _get_running_loop() is loop:
+        if loop.is_current():
             self._remove_reader_locked(worker, loop)
             return
         try:
@@ -676,14 +676,13 @@ class _Pool:
             worker.loop = None
             self._close_reply_if_dead_locked(worker)
 
-    def _loop_unwatch(self, worker: _Worker, loop: asyncio.AbstractEventLoop) -> None:
+    def _loop_unwatch(self, worker: _Worker, loop: Inbox) -> None:
         with self.lock:
             if worker.loop is loop and worker.owner is not loop:
                 self._remove_reader_locked(worker, loop)
 
-    def _remove_reader_locked(self, worker: _Worker, loop: asyncio.AbstractEventLoop) -> None:
-        with contextlib.suppress(Exception):  # a closed loop
-            loop.remove_reader(worker.reply_fd)
+    def _remove_reader_locked(self, worker: _Worker, loop: Inbox) -> None:
+        loop.remove_reader(worker.reply_fd)
         worker.loop = None
         self._close_reply_if_dead_locked(worker)
 
@@ -693,7 +692,7 @@ class _Pool:
             with contextlib.suppress(OSError):
                 os.close(worker.reply_fd)
 
-    def _on_loop_readable(self, worker: _Worker, loop: asyncio.AbstractEventLoop) -> None:
+    def _on_loop_readable(self, worker: _Worker, loop: Inbox) -> None:
         """On ``loop``: the reply pipe of a worker running a call awaited here has data (or EOF)."""
         job: _Job | None = None
         with self.lock:
@@ -716,8 +715,7 @@ class _Pool:
             if kind != RESULT:
                 with self.lock:
                     self.failed += 1
-            call.inbox = _ON_LOOP  # we are on the loop that awaits it: wake it now
-            call.finish()
+            call.finish_here()  # we are on the loop that awaits it: wake it now
 
     def _job_done_locked(self, worker: _Worker, job: _Job) -> None:
         """``worker`` sent the reply to ``job``: count the call and free the worker (it may take a queued call)."""
@@ -971,7 +969,8 @@ class _Pool:
                 if kind != RESULT:
                     self.failed += 1
                 self._job_done_locked(worker, job)
-                if worker.state == _IDLE and type(job.call.inbox) is AsyncioInbox:
+                inbox: Inbox | None = job.call.inbox
+                if worker.state == _IDLE and inbox is not None and inbox.reads_fds:
                     worker.owner = None  # the next such call may read its reply on its loop
         if job is None:
             return  # its caller was cancelled just now
@@ -1189,21 +1188,6 @@ class _Pool:
             self.all_exited.set()
 
 
-class _OnLoop:
-    """The inbox of a call finished on the loop that awaits it: wake its task at once.
-
-    What ``AsyncioInbox._drain`` does for each call (``wake_waiter``), without the thread hop.
-    """
-
-    __slots__ = ()
-
-    def push(self, item: Call | Grant, /) -> None:
-        wake_waiter(item)
-
-
-_ON_LOOP = _OnLoop()
-
-
 def _with_remote_traceback(exc: BaseException | None, text: str, description: str) -> BaseException:
     """The exception a worker sent back, its traceback attached as the cause (as the stdlib does)."""
     if exc is None:  # it could not cross: a stand-in that says what it was
@@ -1259,7 +1243,7 @@ def _reset_pools_after_fork() -> None:
 # -- the public API ------------------------------------------------------------
 
 
-class ProcessExecutor(AsyncClosing, cf.Executor):
+class ProcessExecutor(ExecutorBase):
     """A bounded pool of worker processes for CPU-bound work, awaited from asyncio, uvloop or trio.
 
     It is a :class:`concurrent.futures.Executor` (``submit``, ``map``,
@@ -1323,9 +1307,9 @@ class ProcessExecutor(AsyncClosing, cf.Executor):
     ) -> None:
         if sys.platform == "win32":  # pragma: no cover
             raise NotImplementedError("ProcessExecutor does not support Windows yet")
-        workers = _usable_cpus() if max_workers is None else _check_max_workers(max_workers)
+        workers = _usable_cpus() if max_workers is None else check_count(max_workers, "max_workers")
         if max_tasks_per_child is not None:
-            _check_max_workers(max_tasks_per_child, "max_tasks_per_child")
+            check_count(max_tasks_per_child, "max_tasks_per_child")
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer must be callable or None, got {type(initializer).__name__}")
         if not isinstance(initargs, tuple):
@@ -1365,12 +1349,12 @@ class ProcessExecutor(AsyncClosing, cf.Executor):
         """The most worker processes at once."""
         return self._pool.max_workers
 
-    # -- the hand-off, used by the loop side (see _hub.CallExecutor) ----------
+    # -- the hand-off, used by the loop side (see _call.CallExecutor) ----------
 
-    def _submit_call(self, call: Call) -> None:
+    def submit_call(self, call: Call, /) -> None:
         self._pool.submit(call, self)
 
-    def _drop_call(self, call: Call) -> bool:
+    def drop_call(self, call: Call, /) -> bool:
         return self._pool.drop(call)
 
     # -- public API -----------------------------------------------------------
@@ -1391,8 +1375,8 @@ class ProcessExecutor(AsyncClosing, cf.Executor):
             BaseException: whatever ``fn`` raised, with the same type and
                 message, the worker's traceback as its ``__cause__``.
         """
-        call = Call(fn, args, kwargs, None)
-        result: T = await current_inbox().run(call, self, True)
+        call = Call(fn, args, kwargs, None, self)
+        result: T = await current_inbox().run(call)
         return result
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> cf.Future[T]:
@@ -1410,7 +1394,7 @@ class ProcessExecutor(AsyncClosing, cf.Executor):
             WorkerStartError: worker processes keep failing to start.
         """
         future: cf.Future[T] = cf.Future()
-        self._pool.submit(_FutureCall(future, fn, args, kwargs), self)
+        self._pool.submit(_FutureCall(future, fn, args, kwargs, self), self)
         return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -1487,6 +1471,6 @@ async def to_process(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -
             its ``__cause__``.
     """
     executor = _default_executor()
-    call = Call(fn, args, kwargs, None)
-    result: T = await current_inbox().run(call, executor, True)
+    call = Call(fn, args, kwargs, None, executor)
+    result: T = await current_inbox().run(call)
     return result

@@ -10,7 +10,7 @@ Design, from the measurements in ``bench/``:
 - A finishing worker takes the next queued call itself before going idle,
   so a busy pool never sleeps between calls.
 - No ``concurrent.futures.Future`` per awaited call: the result travels in the
-  :class:`~asyncbridge._hub.Call` and the loop is woken through its inbox.
+  :class:`~asyncbridge._call.Call` and the loop is woken through its inbox.
 - The bound is on threads, and a thread is counted until its function really
   returns, so abandoning a cancelled call never lets more than ``max_workers``
   functions run at once (trio's rule).
@@ -18,21 +18,26 @@ Design, from the measurements in ``bench/``:
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures as cf
 import contextvars
 import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
-from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from typing_extensions import ParamSpec, Self
+from typing_extensions import ParamSpec
 
+from ._backends import current_inbox
+from ._call import DROPPED, RUNNING, Call, FutureCall, logger, nested_wait, set_current_executor
+from ._checks import check_count, check_seconds_or_never
 from ._exceptions import ExecutorShutdownError
-from ._hub import DROPPED, RUNNING, Call, FutureCall, current_inbox, logger, nested_wait, set_current_executor
+from ._executor import ExecutorBase, wait_off_loop
 from ._statistics import ExecutorStatistics
+from ._thread_start import new_thread, start_thread
 
 __all__ = [
     "DEFAULT_MAX_THREADS",
@@ -49,14 +54,6 @@ _monotonic = time.monotonic
 DEFAULT_MAX_THREADS = 40  # same as anyio, trio and Starlette; not tuned
 DEFAULT_IDLE_TIMEOUT = 10.0  # seconds; trio and anyio use 10 too
 MAX_THREADS_ENV = "ASYNCBRIDGE_MAX_THREADS"
-
-
-def _check_max_workers(max_workers: object, what: str = "max_workers") -> int:
-    if isinstance(max_workers, bool) or not isinstance(max_workers, int):
-        raise TypeError(f"{what} must be an int, got {type(max_workers).__name__} {max_workers!r}")
-    if max_workers < 1:
-        raise ValueError(f"{what} must be at least 1, got {max_workers}")
-    return max_workers
 
 
 class _Worker:
@@ -93,30 +90,7 @@ class _FutureCall(FutureCall):
         self.drop()
 
 
-class AsyncClosing:
-    """``async with`` for executors: on exit, ``await self.aclose()``."""
-
-    async def aclose(self) -> None:
-        raise NotImplementedError
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-
-async def wait_off_loop(event: threading.Event) -> None:
-    """Wait for ``event`` on a thread of its own, so neither the loop nor a pool slot blocks."""
-    await current_inbox().run(Call(event.wait, (), {}, None), _ONE_OFF_THREADS, True)
-
-
-class ThreadExecutor(AsyncClosing, cf.Executor):
+class ThreadExecutor(ExecutorBase):
     """A bounded thread pool for awaiting blocking functions from asyncio, uvloop or trio.
 
     It is a :class:`concurrent.futures.Executor` (``submit``, ``map``,
@@ -137,11 +111,13 @@ class ThreadExecutor(AsyncClosing, cf.Executor):
     Args:
         max_workers: the most threads that run submitted functions at once.
         name: prefix of the worker threads' names, as seen in debuggers and logs.
-        idle_timeout: seconds an idle worker waits for work before it exits.
+        idle_timeout: seconds an idle worker waits for work before it exits;
+            None (or ``math.inf``) keeps started threads for the executor's
+            life, for code that needs its thread to stay (thread-local state).
 
     Raises:
-        TypeError: ``max_workers`` is not an int, or ``idle_timeout`` not a number.
-        ValueError: ``max_workers`` is below 1, or ``idle_timeout`` not positive.
+        TypeError: ``max_workers`` is not an int, or ``idle_timeout`` neither a number nor None.
+        ValueError: ``max_workers`` is below 1, or ``idle_timeout`` zero, negative or NaN.
     """
 
     def __init__(
@@ -149,17 +125,14 @@ class ThreadExecutor(AsyncClosing, cf.Executor):
         max_workers: int = DEFAULT_MAX_THREADS,
         *,
         name: str = "asyncbridge",
-        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
     ) -> None:
-        self._max_workers = _check_max_workers(max_workers)
+        self._max_workers = check_count(max_workers, "max_workers")
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, got {type(name).__name__}")
-        if isinstance(idle_timeout, bool) or not isinstance(idle_timeout, (int, float)):
-            raise TypeError(f"idle_timeout must be a number of seconds, got {idle_timeout!r}")
-        if not idle_timeout > 0:
-            raise ValueError(f"idle_timeout must be a positive number of seconds, got {idle_timeout}")
         self._name = name
-        self._idle_timeout = float(idle_timeout)
+        self._idle_timeout = check_seconds_or_never(idle_timeout, "idle_timeout", "threads are never retired")
+        self._idle_wait = -1.0 if self._idle_timeout is None else self._idle_timeout  # Lock.acquire's "forever"
         # Calls wait in _pending. A call is claimed, by the worker that runs it or
         # by the caller that gives up on it, by removing it from _claims: set.remove
         # is atomic, so exactly one side wins without a lock on the hot path.
@@ -180,6 +153,8 @@ class ThreadExecutor(AsyncClosing, cf.Executor):
         self._shutdown = False
         self._all_exited = threading.Event()
         self._all_exited.set()
+        self._submitted: set[cf.Future[Any]] = set()  # submit()ted and not done: exit waits for them
+        _live.add(self)
 
     def __repr__(self) -> str:
         state = "shut down" if self._shutdown else f"{self._threads} threads"
@@ -190,9 +165,9 @@ class ThreadExecutor(AsyncClosing, cf.Executor):
         """The most threads that run submitted functions at once."""
         return self._max_workers
 
-    # -- the hand-off, used by the loop side (see _hub.CallExecutor) ----------
+    # -- the hand-off, used by the loop side (see _call.CallExecutor) ----------
 
-    def _submit_call(self, call: Call) -> None:
+    def submit_call(self, call: Call, /) -> None:
         if self._shutdown:
             raise ExecutorShutdownError(f"{self!r} is shut down; create a new executor to run more calls")
         call.enqueued_at = _monotonic()
@@ -223,7 +198,7 @@ class ThreadExecutor(AsyncClosing, cf.Executor):
         call.state = DROPPED
         return True
 
-    def _drop_call(self, call: Call) -> bool:
+    def drop_call(self, call: Call, /) -> bool:
         if not self._unclaim(call):
             return False
         call.drop()  # it stays in the deque (or a nested wait's queue), skipped there
@@ -262,26 +237,32 @@ class ThreadExecutor(AsyncClosing, cf.Executor):
             self._all_exited.clear()
             number = self._started
         # Start the thread outside the lock: Thread.start() waits for the new
-        # thread to come up, and workers need the lock meanwhile.
+        # thread to come up, and workers need the lock meanwhile. On an event
+        # loop's thread, the thread is started by the starter thread instead.
+        thread = new_thread(self._work, f"{self._name}-{number}")
         try:
-            threading.Thread(target=self._work, name=f"{self._name}-{number}", daemon=True).start()
+            start_thread(thread, self._start_failed)
         except BaseException as exc:
-            stranded: list[Call] = []
-            with self._lock:
-                self._threads -= 1
-                self._waking -= 1
-                if self._idle:  # others held back while we tried: wake one for them
-                    self._waking += 1
-                    self._idle.pop().wake.release()
-                elif not self._threads:  # nobody at all will run what is queued
-                    self._all_exited.set()
-                    while self._pending:
-                        queued = self._pending.popleft()
-                        if self._unclaim(queued):
-                            stranded.append(queued)
-            for queued in stranded:
-                queued.fail(RuntimeError(f"{self!r} could not start a worker thread: {exc!r}"))
+            self._start_failed(exc)
             raise
+
+    def _start_failed(self, exc: BaseException) -> None:
+        """A worker thread counted in by ``_wake_one`` could not start: count it out, fail what it strands."""
+        stranded: list[Call] = []
+        with self._lock:
+            self._threads -= 1
+            self._waking -= 1
+            if self._idle:  # others held back while we tried: wake one for them
+                self._waking += 1
+                self._idle.pop().wake.release()
+            elif not self._threads:  # nobody at all will run what is queued
+                self._all_exited.set()
+                while self._pending:
+                    queued = self._pending.popleft()
+                    if self._unclaim(queued):
+                        stranded.append(queued)
+        for queued in stranded:
+            queued.fail(RuntimeError(f"{self!r} could not start a worker thread: {exc!r}"))
 
     def _retire(self, worker: _Worker) -> None:
         """Count a worker out; under the lock, in the same section that decides it exits."""
@@ -359,7 +340,7 @@ class ThreadExecutor(AsyncClosing, cf.Executor):
                             idle.remove(worker)
                             self._waking += 1
                             continue
-                if worker.wake.acquire(timeout=self._idle_timeout):
+                if worker.wake.acquire(timeout=self._idle_wait):
                     continue
                 with lock:
                     if worker in idle:
@@ -394,8 +375,8 @@ class ThreadExecutor(AsyncClosing, cf.Executor):
             ExecutorShutdownError: the executor is shut down.
             BaseException: whatever ``fn`` raised, unchanged.
         """
-        call = Call(fn, args, kwargs, contextvars.copy_context())
-        result: T = await current_inbox().run(call, self, True)
+        call = Call(fn, args, kwargs, contextvars.copy_context(), self)
+        result: T = await current_inbox().run(call)
         return result
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> cf.Future[T]:
@@ -409,7 +390,12 @@ class ThreadExecutor(AsyncClosing, cf.Executor):
             ExecutorShutdownError: the executor is shut down (a RuntimeError).
         """
         future: cf.Future[T] = cf.Future()
-        self._submit_call(_FutureCall(future, fn, args, kwargs, contextvars.copy_context()))
+        self.submit_call(_FutureCall(future, fn, args, kwargs, contextvars.copy_context(), self))
+        if not future.done():
+            # Kept until done, so that the interpreter's exit waits for it (see _finish_at_exit).
+            submitted = self._submitted
+            submitted.add(future)
+            future.add_done_callback(submitted.discard)
         return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -455,7 +441,7 @@ class ThreadExecutor(AsyncClosing, cf.Executor):
             return
         await wait_off_loop(self._all_exited)
 
-    def _run_nested(self, call: Call) -> None:
+    def run_nested_call(self, call: Call, /) -> None:
         """Run, in the calling worker thread, a call delivered by a nested sync_wrap wait."""
         if not self._unclaim(call):
             return  # its caller was cancelled meanwhile
@@ -483,17 +469,42 @@ class ThreadExecutor(AsyncClosing, cf.Executor):
             )
 
 
-class _OneOffThreads:
-    """Runs each call on a fresh daemon thread: for waits that must not take a pool slot."""
+# -- interpreter exit --------------------------------------------------------------------
 
-    def _submit_call(self, call: Call) -> None:
-        threading.Thread(target=call.run, name="asyncbridge-waiter", daemon=True).start()
+EXIT_GRACE = 5.0
+"""Seconds the interpreter's exit waits, at most, for calls started by awaiting tasks (abandoned ones included).
 
-    def _drop_call(self, call: Call) -> bool:
-        return False
+Work accepted by ``submit()`` and ``map()`` is waited for without a bound, as
+``concurrent.futures`` promises; a call whose awaiting caller has gone (it was
+cancelled or timed out, and the call runs on) must not hold the exit up for
+ever, so once the submitted work is done the executors are shut down and their
+threads get this long to finish. Whatever still runs then is stopped with the
+interpreter, like any daemon thread.
+"""
+
+_live: weakref.WeakSet[ThreadExecutor] = weakref.WeakSet()
 
 
-_ONE_OFF_THREADS = _OneOffThreads()
+def _finish_at_exit() -> None:
+    """At interpreter exit: finish the submit()ted work of every executor, then give the rest EXIT_GRACE."""
+    while True:
+        pending = [f for executor in list(_live) for f in list(executor._submitted)]
+        if not pending:
+            break
+        cf.wait(pending)
+    deadline = time.monotonic() + EXIT_GRACE
+    executors = list(_live)
+    for executor in executors:
+        executor.shutdown(wait=False, cancel_futures=True)
+    for executor in executors:
+        if not executor._all_exited.wait(max(0.0, deadline - time.monotonic())):
+            break
+
+
+# threading runs these before it waits for non-daemon threads, as concurrent.futures does, so the
+# worker threads that the waiting needs can still be started; atexit would run too late for that.
+_register_atexit: Callable[[Callable[[], None]], object] = getattr(threading, "_register_atexit", atexit.register)
+_register_atexit(_finish_at_exit)
 
 _default_lock = threading.Lock()
 _default: ThreadExecutor | None = None
@@ -536,7 +547,7 @@ def get_default_executor() -> ThreadExecutor:
                     raise ValueError(
                         f"{MAX_THREADS_ENV} must be a whole number of threads (at least 1), got {raw!r}"
                     ) from None
-                _check_max_workers(size, MAX_THREADS_ENV)
+                check_count(size, MAX_THREADS_ENV)
             _default = ThreadExecutor(size, name="asyncbridge-default")
         return _default
 

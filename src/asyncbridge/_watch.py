@@ -146,7 +146,7 @@ class _Watcher:
         def run_forever(loop: Any) -> None:
             detector = BlockingDetector(watcher.threshold, on_block=watcher.events.append)
             try:
-                detector._attach(loop)
+                detector.attach(loop)
             except Exception:  # never let the watcher break the program it watches
                 traceback.print_exc()
                 return original(loop)
@@ -154,7 +154,7 @@ class _Watcher:
             try:
                 return original(loop)
             finally:
-                detector._detach()
+                detector.detach()
 
         return run_forever
 

@@ -14,10 +14,13 @@ from typing import Any, Protocol, TypeVar, cast, overload
 import anyio
 from typing_extensions import ParamSpec
 
+from ._backends import current_inbox
+from ._call import DROPPED, Call, CallExecutor
+from ._checks import check_seconds_or_never
 from ._exceptions import ExecutorShutdownError
-from ._hub import DROPPED, Call, CallExecutor, current_inbox
-from ._limit import Limiter
-from ._threads import _ONE_OFF_THREADS, get_default_executor
+from ._executor import ONE_OFF_THREADS, adapt_executor
+from ._limit import CapacityLimiter
+from ._threads import get_default_executor
 
 __all__ = ["async_wrap", "to_thread"]
 
@@ -66,7 +69,7 @@ def async_wrap(fn: Callable[P, T], /) -> Callable[P, Coroutine[Any, Any, T]]: ..
 def async_wrap(
     *,
     executor: cf.Executor | None = None,
-    limit: int | None = None,
+    limit: int | CapacityLimiter | None = None,
     timeout: float | None = None,
     abandon_on_cancel: bool = True,
 ) -> _AsyncWrapDecorator: ...
@@ -77,7 +80,7 @@ def async_wrap(
     /,
     *,
     executor: cf.Executor | None = None,
-    limit: int | None = None,
+    limit: int | CapacityLimiter | None = None,
     timeout: float | None = None,
     abandon_on_cancel: bool = True,
 ) -> Any:
@@ -109,10 +112,15 @@ def async_wrap(
         limit: at most this many calls of this function run at once, across
             every event loop and thread, whatever the executor; further calls
             wait their turn. A call abandoned by a cancelled caller keeps its
-            place until its function really returns.
+            place until its function really returns. An int makes a limit of
+            the function's own; a :class:`CapacityLimiter` is shared with
+            every function given it. Either way the wrapped function's
+            ``limiter`` attribute is the limiter (None without a limit), whose
+            ``statistics()`` show the calls waiting for it.
         timeout: seconds after which a call fails with :class:`TimeoutError`,
             waiting for a ``limit`` slot included; the same as wrapping the
-            await in ``anyio.fail_after(timeout)``.
+            await in ``anyio.fail_after(timeout)``, with a message naming
+            the function. None, or ``math.inf``, for no timeout.
         abandon_on_cancel: when the awaiting task is cancelled (or times out)
             while the function runs, True (the default, as
             ``asyncio.to_thread``) ends the await at once and lets the function
@@ -131,9 +139,9 @@ def async_wrap(
             or not callable; or an argument has the wrong type.
         ValueError: ``limit`` is below 1 or ``timeout`` not positive.
     """
-    adapter = _adapt_executor(executor)
+    adapter = adapt_executor(executor)
     limiter = _make_limiter(limit)
-    _check_timeout(timeout)
+    timeout = _check_timeout(timeout)
     if not isinstance(abandon_on_cancel, bool):
         raise TypeError(f"abandon_on_cancel must be True or False, got {abandon_on_cancel!r}")
 
@@ -157,18 +165,22 @@ async def to_thread(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) ->
     Raises:
         BaseException: whatever ``fn`` raised, unchanged.
     """
-    call = Call(fn, args, kwargs, copy_context())
+    call = Call(fn, args, kwargs, copy_context(), get_default_executor())
     inbox = current_inbox()
-    executor = get_default_executor()
     try:
-        await inbox.start(call, executor, True)
+        await inbox.start(call)
     except _CancelledError as exc:
-        await inbox.cancelled(call, executor, True, exc)
+        await inbox.cancelled(call, exc)
     result: T = call.outcome()
     return result
 
 
 # -- decoration -------------------------------------------------------------
+
+
+def _name_of(fn: object) -> str:
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    return name if isinstance(name, str) else repr(fn)
 
 
 def _describe(fn: object) -> str:
@@ -179,7 +191,7 @@ def _describe(fn: object) -> str:
 def _decorate(
     fn: Any,
     adapter: CallExecutor | None,
-    limiter: Limiter | None,
+    limiter: CapacityLimiter | None,
     timeout: float | None,
     abandon_on_cancel: bool,
 ) -> Any:
@@ -210,7 +222,7 @@ def _decorate(
 def _wrap_function(
     fn: Callable[..., Any],
     adapter: CallExecutor | None,
-    limiter: Limiter | None,
+    limiter: CapacityLimiter | None,
     timeout: float | None,
     abandon_on_cancel: bool,
 ) -> Callable[..., Coroutine[Any, Any, Any]]:
@@ -220,13 +232,19 @@ def _wrap_function(
         # per call, not two); cancellation takes the slow path.
 
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            call = Call(fn, args, kwargs, copy_context())
+            call = Call(
+                fn,
+                args,
+                kwargs,
+                copy_context(),
+                get_default_executor() if adapter is None else adapter,
+                abandon_on_cancel,
+            )
             inbox = current_inbox()
-            executor = get_default_executor() if adapter is None else adapter
             try:
-                await inbox.start(call, executor, abandon_on_cancel)
+                await inbox.start(call)
             except _CancelledError as exc:
-                await inbox.cancelled(call, executor, abandon_on_cancel, exc)
+                await inbox.cancelled(call, exc)
             return call.outcome()
 
     else:
@@ -235,11 +253,11 @@ def _wrap_function(
             executor = get_default_executor() if adapter is None else adapter
             inbox = current_inbox()  # before taking a slot: it raises outside an event loop
             if limiter is None:
-                call = Call(fn, args, kwargs, copy_context())
+                call = Call(fn, args, kwargs, copy_context(), executor, abandon_on_cancel)
             else:
                 await limiter.acquire()
-                call = Call(fn, args, kwargs, copy_context(), limiter.release)
-            return await inbox.run(call, executor, abandon_on_cancel)
+                call = Call(fn, args, kwargs, copy_context(), executor, abandon_on_cancel, limiter.release)
+            return await inbox.run(call)
 
         if timeout is None:
 
@@ -249,10 +267,14 @@ def _wrap_function(
         else:
 
             async def wrapper(*args: Any, **kwargs: Any) -> Any:
-                with anyio.fail_after(timeout):
+                with anyio.CancelScope(deadline=anyio.current_time() + timeout):
                     return await run_limited(args, kwargs)
+                # Only reached when the deadline cancelled the call (else the return ran).
+                raise _timed_out(fn, timeout)
 
-    return functools.wraps(fn)(wrapper)
+    wrapped = functools.wraps(fn)(wrapper)
+    wrapped.limiter = limiter  # type: ignore[attr-defined]
+    return wrapped
 
 
 def _gen_step(lock: threading.Lock, ctx: Context, method: Callable[[Any], Any], arg: Any) -> tuple[bool, Any]:
@@ -273,26 +295,27 @@ def _gen_close(lock: threading.Lock, ctx: Context, gen: Generator[Any, Any, Any]
 
 def _close_later(executor: CallExecutor, lock: threading.Lock, ctx: Context, gen: Generator[Any, Any, Any]) -> None:
     """Close the generator in a worker without waiting; its errors are logged."""
-    closing = Call(_gen_close, (lock, ctx, gen), {}, None)
+    closing = Call(_gen_close, (lock, ctx, gen), {}, None, executor)
     try:
-        executor._submit_call(closing)
+        executor.submit_call(closing)
     except ExecutorShutdownError:
-        _ONE_OFF_THREADS._submit_call(closing)
+        closing.executor = ONE_OFF_THREADS
+        ONE_OFF_THREADS.submit_call(closing)
 
 
 def _wrap_generator(
     fn: Callable[..., Generator[Any, Any, Any]],
     adapter: CallExecutor | None,
-    limiter: Limiter | None,
+    limiter: CapacityLimiter | None,
     timeout: float | None,
     abandon_on_cancel: bool,
 ) -> Callable[..., AsyncGenerator[Any, Any]]:
-    async def step(executor: CallExecutor, call: Call) -> Any:
+    async def step(call: Call) -> Any:
         inbox = current_inbox()
         if limiter is not None:
             await limiter.acquire()
             call.on_done = limiter.release
-        return await inbox.run(call, executor, abandon_on_cancel)
+        return await inbox.run(call)
 
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
         executor = get_default_executor() if adapter is None else adapter
@@ -306,13 +329,16 @@ def _wrap_generator(
         finished = stepping = False
         try:
             while True:
-                call = Call(_gen_step, (lock, ctx, method, arg), {}, None)
+                call = Call(_gen_step, (lock, ctx, method, arg), {}, None, executor, abandon_on_cancel)
                 stepping = True
                 if timeout is None:
-                    finished, value = await step(executor, call)
+                    finished, value = await step(call)
                 else:
-                    with anyio.fail_after(timeout):
-                        finished, value = await step(executor, call)
+                    finished, value = False, None
+                    with anyio.CancelScope(deadline=anyio.current_time() + timeout) as scope:
+                        finished, value = await step(call)
+                    if scope.cancelled_caught:
+                        raise _timed_out(fn, timeout, ", a step of the generator,")
                 stepping = False
                 if finished:
                     return
@@ -332,120 +358,36 @@ def _wrap_generator(
                     _close_later(executor, lock, ctx, gen)
                 else:
                     # Suspended at a yield (aclose, break): wait for the cleanup.
-                    closing = Call(_gen_close, (lock, ctx, gen), {}, None)
+                    closing = Call(_gen_close, (lock, ctx, gen), {}, None, executor)
                     try:
-                        await current_inbox().run(closing, executor, True)
+                        await current_inbox().run(closing)
                     except BaseException:
                         if closing.state == DROPPED:  # cancelled before it ran
                             _close_later(executor, lock, ctx, gen)
                         raise
 
-    return functools.wraps(fn)(wrapper)
+    wrapped_gen = functools.wraps(fn)(wrapper)
+    wrapped_gen.limiter = limiter  # type: ignore[attr-defined]
+    return wrapped_gen
 
 
-# -- argument checks and executor adapters ------------------------------------
+# -- argument checks ----------------------------------------------------------------
 
 
-def _make_limiter(limit: object) -> Limiter | None:
-    if limit is None:
-        return None
+def _make_limiter(limit: object) -> CapacityLimiter | None:
+    if limit is None or isinstance(limit, CapacityLimiter):
+        return limit
     if isinstance(limit, bool) or not isinstance(limit, int):
-        raise TypeError(f"limit must be an int or None, got {type(limit).__name__} {limit!r}")
+        raise TypeError(f"limit must be an int, a CapacityLimiter or None, got {type(limit).__name__} {limit!r}")
     if limit < 1:
         raise ValueError(f"limit must be at least 1 (or None for no limit), got {limit}")
-    return Limiter(limit)
+    return CapacityLimiter(limit)
 
 
-def _check_timeout(timeout: object) -> None:
-    if timeout is None:
-        return
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"timeout must be a number of seconds or None, got {timeout!r}")
-    if not timeout > 0:
-        raise ValueError(f"timeout must be a positive number of seconds (or None), got {timeout}")
+def _check_timeout(timeout: object) -> float | None:
+    return check_seconds_or_never(timeout, "timeout", "no timeout")
 
 
-def _adapt_executor(executor: object) -> CallExecutor | None:
-    if executor is None:
-        return None
-    if hasattr(executor, "_submit_call") and hasattr(executor, "_drop_call"):
-        return cast(CallExecutor, executor)  # an asyncbridge executor
-    if isinstance(executor, cf.ThreadPoolExecutor):
-        return _ForeignThreadPool(executor)
-    if isinstance(executor, cf.Executor):
-        return _ForeignExecutor(executor)
-    raise TypeError(
-        "executor must be None, an asyncbridge executor or a concurrent.futures.Executor, "
-        f"got {type(executor).__name__} {executor!r}"
-    )
-
-
-class _Completion:
-    """Reports a foreign executor's Future into a Call."""
-
-    __slots__ = ("call", "dropping", "future", "report")
-
-    def __init__(self, call: Call, future: cf.Future[Any], report: bool) -> None:
-        self.call = call
-        self.future = future
-        self.report = report  # False when call.run() reports by itself
-        self.dropping = False
-
-    def __call__(self, future: cf.Future[Any]) -> None:
-        call = self.call
-        if future.cancelled():
-            if not self.dropping:  # cancelled by the executor, e.g. shutdown(cancel_futures=True)
-                call.fail(ExecutorShutdownError("the executor cancelled this call before it started"))
-            return
-        if self.report:
-            exc = future.exception()
-            if exc is None:
-                call.result = future.result()
-            else:
-                call.exc = exc
-            call.finish()
-
-
-class _ForeignExecutor:
-    """Adapts any concurrent.futures.Executor (a process pool, say) to the hand-off."""
-
-    __slots__ = ("executor",)
-    _reports = True  # the Future's outcome is the call's; False when call.run() reports itself
-
-    def __init__(self, executor: cf.Executor) -> None:
-        self.executor = executor
-
-    def _submit(self, call: Call) -> cf.Future[Any]:
-        return self.executor.submit(call.fn, *call.args, **call.kwargs)
-
-    def _submit_call(self, call: Call) -> None:
-        try:
-            future = self._submit(call)
-        except RuntimeError as exc:
-            if "shutdown" not in str(exc) and "shut down" not in str(exc):
-                raise
-            raise ExecutorShutdownError(
-                f"{self.executor!r} is shut down; create a new executor to run more calls"
-            ) from exc
-        completion = _Completion(call, future, self._reports)
-        call.handle = completion
-        future.add_done_callback(completion)
-
-    def _drop_call(self, call: Call) -> bool:
-        completion: _Completion = call.handle
-        completion.dropping = True
-        if completion.future.cancel():
-            call.drop()
-            return True
-        completion.dropping = False
-        return False
-
-
-class _ForeignThreadPool(_ForeignExecutor):
-    """A ThreadPoolExecutor: run the Call itself in it, for context and check_cancelled."""
-
-    __slots__ = ()
-    _reports = False
-
-    def _submit(self, call: Call) -> cf.Future[Any]:
-        return self.executor.submit(call.run)
+def _timed_out(fn: object, timeout: float, what: str = "") -> TimeoutError:
+    """The TimeoutError a fired ``timeout=`` raises: which function, and how long it had."""
+    return TimeoutError(f"{_name_of(fn)}(){what} did not finish within {timeout:g} s (async_wrap timeout=)")

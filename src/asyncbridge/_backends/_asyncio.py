@@ -1,26 +1,39 @@
-"""The asyncio (and uvloop) side of the hand-off: park a task, wake it from any thread."""
+"""The asyncio (and uvloop) backend: park a task, wake it from any thread, run sync_wrap coroutines.
+
+Implements :class:`asyncbridge._backends.Inbox` for one asyncio event loop.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sys
 from collections import deque
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Callable
+from typing import Any, Literal, NoReturn
 
 import anyio
 
-from .._hub import DONE, Call, CallExecutor
+from .._call import DONE, Call, Job, QueuedWaiter, Waiter
 
-if TYPE_CHECKING:
-    from .._limit import Grant, Limiter
+__all__ = ["AsyncioInbox", "running_asyncio_loop", "wake_waiter"]
 
-__all__ = ["AsyncioInbox", "wake_waiter"]
+# The running asyncio loop of this thread, or None: asyncio's own C function,
+# without the RuntimeError (and its cost) of asyncio.get_running_loop().
+running_asyncio_loop: Callable[[], asyncio.AbstractEventLoop | None] = asyncio.events._get_running_loop  # pyright: ignore[reportPrivateUsage]
+
+_EAGER_START = sys.version_info >= (3, 12)
 
 
 def _raise_cancelled() -> NoReturn:
     raise asyncio.CancelledError
 
 
-def wake_waiter(item: Call | Grant) -> None:
+def _wake() -> None:
+    """Nothing: a callback whose only job is to wake the loop (see AsyncioInbox._start_job_from_caller)."""
+
+
+def wake_waiter(item: Waiter) -> None:
     """On the loop's thread: resume the task awaiting ``item``, which is finished."""
     fut: asyncio.Future[None] = item.waiter
     if not fut.done():
@@ -42,6 +55,8 @@ class AsyncioInbox:
     """
 
     __slots__ = ("_call_soon_threadsafe", "_create_future", "_items", "_scheduled", "loop")
+    reads_fds = True  # see Inbox.add_reader
+    backend: Literal["asyncio"] = "asyncio"
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -50,7 +65,7 @@ class AsyncioInbox:
         self._call_soon_threadsafe = loop.call_soon_threadsafe
         self._create_future = loop.create_future
 
-    def push(self, item: Call | Grant) -> None:
+    def push(self, item: Waiter) -> None:
         self._items.append(item)
         if not self._scheduled:
             self._scheduled = True
@@ -74,7 +89,34 @@ class AsyncioInbox:
         while items:
             wake_waiter(popleft())
 
-    def start(self, call: Call, executor: CallExecutor, abandon_on_cancel: bool) -> asyncio.Future[None]:
+    # -- the loop as a place: where code runs -------------------------------------------
+
+    def call_soon_threadsafe(self, fn: Callable[..., object], /, *args: Any) -> None:
+        self._call_soon_threadsafe(fn, *args)
+
+    def is_closed(self) -> bool:
+        return self.loop.is_closed()
+
+    def is_current(self) -> bool:
+        return running_asyncio_loop() is self.loop
+
+    def wake_here(self, item: Waiter) -> None:
+        wake_waiter(item)
+
+    def add_reader(self, fd: int, callback: Callable[..., object], /, *args: Any) -> bool:
+        try:
+            self.loop.add_reader(fd, callback, *args)
+        except (NotImplementedError, RuntimeError):  # a loop without add_reader, or closed
+            return False
+        return True
+
+    def remove_reader(self, fd: int) -> None:
+        with contextlib.suppress(Exception):  # a closed loop
+            self.loop.remove_reader(fd)
+
+    # -- parking a task until a worker is done ------------------------------------------
+
+    def start(self, call: Call) -> asyncio.Future[None]:
         """Submit ``call`` and return the future to await; on cancellation, await ``cancelled``.
 
         Split from ``run`` so that a wrapper awaits the future itself: one
@@ -84,23 +126,21 @@ class AsyncioInbox:
         call.waiter = fut
         call.inbox = self
         try:
-            executor._submit_call(call)
+            call.executor.submit_call(call)
         except BaseException:
             call.drop()  # gives back a limit slot it may hold
             raise
         return fut
 
-    async def cancelled(
-        self, call: Call, executor: CallExecutor, abandon_on_cancel: bool, exc: BaseException
-    ) -> NoReturn:
+    async def cancelled(self, call: Call, exc: BaseException) -> NoReturn:
         """Handle the awaiting task's cancellation (``exc``), then re-raise it."""
-        if call.state != DONE and executor._drop_call(call):
+        if call.state != DONE and call.executor.drop_call(call):
             raise exc  # it never ran (or its worker was killed): nothing to wait for
         call.raise_cancel = _raise_cancelled
         nested = call.nested
         if nested is not None:
             nested.cancel()  # the coroutine the worker is waiting on goes too
-        if abandon_on_cancel or call.state == DONE:
+        if call.abandon_on_cancel or call.state == DONE:
             call.abandoned = True
             if call.state == DONE:
                 call.lost()
@@ -120,20 +160,67 @@ class AsyncioInbox:
         call.lost()  # the caller is cancelled: a result is dropped, an error logged
         raise exc
 
-    async def run(self, call: Call, executor: CallExecutor, abandon_on_cancel: bool) -> Any:
+    async def run(self, call: Call) -> Any:
         try:
-            await self.start(call, executor, abandon_on_cancel)
+            await self.start(call)
         except asyncio.CancelledError as exc:
-            await self.cancelled(call, executor, abandon_on_cancel, exc)
+            await self.cancelled(call, exc)
         return call.outcome()
 
-    async def acquire(self, limiter: Limiter, grant: Grant) -> None:
+    async def acquire(self, ticket: QueuedWaiter) -> None:
         fut = self._create_future()
-        grant.waiter = fut
-        grant.inbox = self
-        limiter.enqueue(grant)
+        ticket.waiter = fut
+        ticket.inbox = self
+        ticket.enqueue()
         try:
             await fut
         except asyncio.CancelledError:
-            limiter.cancel(grant)
+            ticket.withdraw()
             raise
+
+    # -- running a sync_wrap coroutine for a waiting thread -------------------------------
+
+    def start_job(self, job: Job, *, ours: bool = False) -> None:
+        loop = self.loop
+        try:
+            if ours and not _EAGER_START and isinstance(loop, asyncio.BaseEventLoop) and not loop.get_debug():
+                self._start_job_from_caller(job, loop)
+            else:
+                self._call_soon_threadsafe(self._start_job, job)
+        except RuntimeError:
+            raise RuntimeError("sync_wrap: the event loop that started this worker is closed") from None
+
+    def _start_job(self, job: Job) -> None:
+        """On the loop: run the job's body in a new task."""
+        if job.cancel_requested:  # cancelled before it started: start nothing
+            job.finish_unstarted(asyncio.CancelledError())
+            return
+        task: asyncio.Task[None]
+        if sys.version_info >= (3, 12):
+            # Run the first step now rather than on the next loop iteration: a
+            # coroutine that does not suspend is done without another round trip.
+            task = asyncio.Task(job.body(), loop=self.loop, context=job.ctx, eager_start=True)
+        else:
+            # create_task copies the current context: inside ctx.run that is ctx.
+            task = job.ctx.run(self.loop.create_task, job.body())
+        job.set_canceller(task.cancel)
+        if job.cancel_requested:
+            task.cancel()
+
+    def _start_job_from_caller(self, job: Job, loop: asyncio.BaseEventLoop) -> None:
+        """Python < 3.12, our own background loop: create the Task here, then wake the loop.
+
+        Going through ``call_soon_threadsafe(create_task)`` costs a whole loop
+        iteration before the coroutine's first step (a quarter of a trivial
+        call's time). Creating the Task only appends its first step to the
+        loop's ready deque with ``call_soon``: the same append that
+        ``call_soon_threadsafe`` does, and safe under the GIL, minus the
+        wake-up, which the no-op callback then provides, so both run in the
+        loop's next iteration. Only for the stdlib loop that we created
+        ourselves, with debug mode off: debug mode checks that ``call_soon``
+        comes from the loop's thread; 3.12+ starts the task eagerly instead.
+        """
+        # The Task copies the current context, which inside ctx.run is ctx.
+        task: asyncio.Task[None] = job.ctx.run(asyncio.Task, job.body(), loop=loop)
+        job.set_canceller(task.cancel)
+        loop.call_soon_threadsafe(_wake)

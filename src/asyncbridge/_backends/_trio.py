@@ -1,4 +1,7 @@
-"""The trio side of the hand-off: park a task, wake it from any thread; and the tasks that run sync_wrap coroutines."""
+"""The trio backend: park a task, wake it from any thread, and the host tasks that run sync_wrap coroutines.
+
+Implements :class:`asyncbridge._backends.Inbox` for one trio run.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +9,12 @@ import contextvars
 import functools
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+from typing import Any, Literal, NoReturn
 
 import outcome
 import trio
 
-from .._hub import Call, CallExecutor
-
-if TYPE_CHECKING:
-    from .._limit import Grant, Limiter
+from .._call import Call, Job, QueuedWaiter, Waiter
 
 __all__ = ["TrioInbox"]
 
@@ -54,14 +54,6 @@ def task_name(fn: object) -> str:
         return repr(fn)
 
 
-class Job(Protocol):
-    """A coroutine that a worker thread asked to run on this trio run (a sync_wrap call)."""
-
-    ctx: contextvars.Context
-
-    async def _trio_body(self, scope: trio.CancelScope, /) -> None: ...
-
-
 class _Host:
     """A system task that runs sync_wrap coroutines one after another.
 
@@ -86,7 +78,7 @@ class _Host:
 
     def _abort(self, raise_cancel: Callable[[], NoReturn]) -> trio.lowlevel.Abort:
         # Only while idle: the run is ending (the system nursery is cancelled).
-        idle = self.inbox._idle
+        idle = self.inbox.idle_hosts
         if self in idle:
             idle.remove(self)
         return _Abort.SUCCEEDED
@@ -95,16 +87,29 @@ class _Host:
 async def _host(inbox: TrioInbox, job: Job) -> None:
     task = _current_task()
     host = _Host(inbox, task)
-    idle = inbox._idle
+    idle = inbox.idle_hosts
     with trio.CancelScope() as scope:
         while True:
-            await job._trio_body(scope)
+            await _run_job(job, scope)
             if scope.cancel_called or len(idle) >= _MAX_IDLE_HOSTS:
                 return
             task.context = host.idle_context  # let go of the job's context
             task.name = _IDLE_NAME
             idle.append(host)
             job = await _wait_task_rescheduled(host.abort)
+
+
+async def _run_job(job: Job, scope: trio.CancelScope) -> None:
+    """Run one job in its host task, whose cancel scope is ``scope``.
+
+    The job's canceller cancels ``scope`` only while its body runs: the host
+    goes on to other jobs afterwards, and a late cancel must not reach them.
+    """
+    job.set_canceller(scope.cancel)
+    if job.cancel_requested:
+        scope.cancel()
+    await job.body(trio.lowlevel.checkpoint_if_cancelled)  # never raises
+    job.set_canceller(None)
 
 
 class _WaitOnCancel:
@@ -114,16 +119,15 @@ class _WaitOnCancel:
     its cells and their tuple): the await path's only allocation of its own.
     """
 
-    __slots__ = ("call", "executor")
+    __slots__ = ("call",)
     abandon = False
 
-    def __init__(self, call: Call, executor: CallExecutor) -> None:
+    def __init__(self, call: Call) -> None:
         self.call = call
-        self.executor = executor
 
     def __call__(self, raise_cancel: Callable[[], NoReturn]) -> trio.lowlevel.Abort:
         call = self.call
-        if self.executor._drop_call(call):
+        if call.executor.drop_call(call):
             call.abandoned = True
             return _Abort.SUCCEEDED
         call.raise_cancel = raise_cancel
@@ -164,16 +168,18 @@ class TrioInbox:
     drain, so the two never race.
     """
 
-    __slots__ = ("_idle", "_items", "_run_sync_soon", "_scheduled", "token")
+    __slots__ = ("_items", "_run_sync_soon", "_scheduled", "idle_hosts", "token")
+    reads_fds = False  # see Inbox.add_reader
+    backend: Literal["trio"] = "trio"
 
     def __init__(self, token: trio.lowlevel.TrioToken) -> None:
         self.token = token
         self._items: deque[Any] = deque()
         self._scheduled = False
         self._run_sync_soon = token.run_sync_soon
-        self._idle: list[_Host] = []  # host tasks waiting for a sync_wrap job
+        self.idle_hosts: list[_Host] = []  # host tasks waiting for a sync_wrap job
 
-    def push(self, item: Call | Grant) -> None:
+    def push(self, item: Waiter) -> None:
         self._items.append(item)
         if not self._scheduled:
             self._scheduled = True
@@ -198,17 +204,50 @@ class TrioInbox:
                 item.waiter = None
                 _reschedule(task)
 
-    def submit_job(self, job: Job, fn: object) -> None:
-        """From a worker thread: run ``job`` soon, in a task named after ``fn``.
+    # -- the run as a place: where code runs -------------------------------------------
 
-        Raises:
-            trio.RunFinishedError: the run is over.
-        """
-        self._run_sync_soon(self.start_job, job, task_name(fn))
+    def call_soon_threadsafe(self, fn: Callable[..., object], /, *args: Any) -> None:
+        try:
+            self._run_sync_soon(fn, *args)
+        except trio.RunFinishedError:
+            raise RuntimeError("the trio run has finished") from None
 
-    def start_job(self, job: Job, name: str) -> None:
+    def is_closed(self) -> bool:
+        try:
+            self._run_sync_soon(_nothing)
+        except trio.RunFinishedError:
+            return True
+        return False
+
+    def is_current(self) -> bool:
+        try:
+            return trio.lowlevel.current_trio_token() is self.token
+        except RuntimeError:
+            return False
+
+    def wake_here(self, item: Waiter) -> None:
+        task = item.waiter
+        item.waiter = None
+        _reschedule(task)
+
+    def add_reader(self, fd: int, callback: Callable[..., object], /, *args: Any) -> bool:
+        return False  # trio has no callback-style reader; callers fall back to their own thread
+
+    def remove_reader(self, fd: int) -> None:
+        pass
+
+    # -- running a sync_wrap coroutine for a waiting thread -------------------------------
+
+    def start_job(self, job: Job, *, ours: bool = False) -> None:
+        """From a worker thread: run ``job`` soon, in a host task named after its function."""
+        try:
+            self._run_sync_soon(self._start_job, job, task_name(job.fn))
+        except trio.RunFinishedError:
+            raise RuntimeError("sync_wrap: the trio run that started this worker has finished") from None
+
+    def _start_job(self, job: Job, name: str) -> None:
         """Run ``job`` in a system task named ``name``: an idle host if there is one; on the trio thread."""
-        idle = self._idle
+        idle = self.idle_hosts
         if idle:
             task = idle.pop().task
             task.context = job.ctx  # applies from the task's next step on
@@ -217,37 +256,41 @@ class TrioInbox:
         else:
             _spawn_system_task(_host, self, job, name=name, context=job.ctx)
 
-    def start(self, call: Call, executor: CallExecutor, abandon_on_cancel: bool) -> Awaitable[object]:
+    # -- parking a task until a worker is done ------------------------------------------
+
+    def start(self, call: Call) -> Awaitable[object]:
         """Submit ``call`` and return what to await; trio's cancellation is settled in ``abort``."""
         call.waiter = _current_task()
         call.inbox = self
         try:
-            executor._submit_call(call)
+            call.executor.submit_call(call)
         except BaseException:
             call.drop()  # gives back a limit slot it may hold
             raise
 
-        if abandon_on_cancel:
-            return _wait_task_rescheduled(_AbandonOnCancel(call, executor))
-        return _wait_then_cancel(call, _WaitOnCancel(call, executor))
+        if call.abandon_on_cancel:
+            return _wait_task_rescheduled(_AbandonOnCancel(call))
+        return _wait_then_cancel(call, _WaitOnCancel(call))
 
-    async def cancelled(
-        self, call: Call, executor: CallExecutor, abandon_on_cancel: bool, exc: BaseException
-    ) -> NoReturn:
+    async def cancelled(self, call: Call, exc: BaseException) -> NoReturn:
         """Never reached under trio (its Cancelled is no asyncio.CancelledError); re-raises."""
         raise exc
 
-    async def run(self, call: Call, executor: CallExecutor, abandon_on_cancel: bool) -> Any:
-        await self.start(call, executor, abandon_on_cancel)
+    async def run(self, call: Call) -> Any:
+        await self.start(call)
         return call.outcome()
 
-    async def acquire(self, limiter: Limiter, grant: Grant) -> None:
-        grant.waiter = _current_task()
-        grant.inbox = self
-        limiter.enqueue(grant)
+    async def acquire(self, ticket: QueuedWaiter) -> None:
+        ticket.waiter = _current_task()
+        ticket.inbox = self
+        ticket.enqueue()
 
         def abort(raise_cancel: Callable[[], NoReturn]) -> trio.lowlevel.Abort:
-            limiter.cancel(grant)
+            ticket.withdraw()
             return _Abort.SUCCEEDED
 
         await _wait_task_rescheduled(abort)
+
+
+def _nothing() -> None:
+    pass

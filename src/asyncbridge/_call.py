@@ -1,16 +1,17 @@
-"""How work crosses between an event loop and worker threads, and back.
+"""The units of work that cross between an event loop and a thread, and the thread's side of them.
 
-A :class:`Call` is one function call on its way to a worker. The loop side
-finds the :class:`Inbox` of the running event loop (one per asyncio loop or
-trio run, cached per thread), parks the awaiting task, and hands the call to an
-executor. The worker runs it and pushes it into that inbox; the inbox wakes
-the loop once for however many calls finished meanwhile (coalesced wake-ups:
-one ``call_soon_threadsafe`` pending at a time), and the loop reschedules each
-waiting task.
+A :class:`Call` is one sync function call on its way from an awaiting task to
+a worker: it carries the function, its arguments and context, the executor
+that runs it (:class:`CallExecutor`), what to do if the caller is cancelled,
+and, once run, its outcome. The event loop side (``_backends``) parks the
+awaiting task and is woken through the loop's inbox when the worker finishes
+the call. :class:`Waiter` is what such an inbox wakes: a Call, or a place in a
+limiter's queue. :class:`Job` is the other direction: a coroutine that a
+thread hands to a loop (``sync_wrap``).
 
-This module is backend-neutral; the two loop-specific pieces live in
-``_backends/_asyncio.py`` and ``_backends/_trio.py``. Nothing here imports trio:
-it is loaded only when a trio run asks for its inbox.
+The per-thread state lives here too: the call a worker thread is running
+(:func:`current_call`, and :func:`check_cancelled` on it) and the executor it
+works for. Nothing here knows which event loop library is running.
 """
 
 from __future__ import annotations
@@ -19,26 +20,27 @@ import contextvars
 import logging
 import sys
 import threading
-from asyncio import events as _asyncio_events
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol
-
-if TYPE_CHECKING:
-    from ._backends._asyncio import AsyncioInbox
-    from ._backends._trio import TrioInbox
-    from ._limit import Grant
+from typing import Any, NoReturn, Protocol
 
 __all__ = [
+    "DONE",
+    "DROPPED",
+    "PENDING",
+    "RUNNING",
     "Call",
     "CallExecutor",
     "FutureCall",
-    "Inbox",
+    "Job",
     "Nested",
+    "NestingExecutor",
+    "QueuedWaiter",
+    "Waiter",
     "check_cancelled",
     "current_call",
     "current_executor",
-    "current_inbox",
+    "logger",
     "nested_wait",
     "set_current_executor",
 ]
@@ -54,10 +56,62 @@ DONE = 2
 DROPPED = 3
 
 
-class Inbox(Protocol):
-    """Where finished calls go to wake the event loop that waits for them."""
+class Waiter(Protocol):
+    """What an event loop's inbox wakes: a task parked until another thread finishes this.
 
-    def push(self, item: Call | Grant, /) -> None: ...
+    ``waiter`` is the backend's handle on the parked task (an asyncio Future,
+    a trio Task), ``inbox`` the loop's inbox; both are set by the backend.
+    ``lost()`` runs instead of a wake-up when nobody is left to wake (the
+    loop closed, or the task gave up).
+    """
+
+    waiter: Any
+    inbox: Any
+    abandoned: bool
+
+    def lost(self) -> None: ...
+
+
+class QueuedWaiter(Waiter, Protocol):
+    """A task's place in a queue that another thread serves (a limiter's waiters)."""
+
+    def enqueue(self) -> None:
+        """Join the queue; the inbox is pushed this waiter once it is served."""
+        ...
+
+    def withdraw(self) -> None:
+        """The task gave up: leave the queue, or give back what it was granted."""
+        ...
+
+
+class CallExecutor(Protocol):
+    """The protocol an asyncbridge executor implements; how a :class:`Call` reaches it.
+
+    ``submit_call`` starts the call (or queues it) and raises
+    :class:`ExecutorShutdownError` if it cannot. The executor must eventually
+    call exactly one of ``call.run()`` (in a worker thread), ``call.finish()``
+    after setting ``call.result``/``call.exc``, ``call.fail(exc)`` or, only
+    from ``drop_call``, ``call.drop()``.
+
+    ``drop_call`` runs on the event loop thread when the awaiting task is
+    cancelled. It returns True if the call will never report back (it had not
+    started and is now dropped, or its worker process was killed) and False
+    if it is running and will finish on its own.
+
+    ``ThreadExecutor``, ``ProcessExecutor`` and the adapters in ``_executor.py``
+    implement it; ``_executor.ExecutorBase`` is the base class of the public ones.
+    """
+
+    def submit_call(self, call: Call, /) -> None: ...
+    def drop_call(self, call: Call, /) -> bool: ...
+
+
+class NestingExecutor(CallExecutor, Protocol):
+    """An executor whose worker threads may block in ``sync_wrap`` and serve nested calls meanwhile."""
+
+    def run_nested_call(self, call: Call, /) -> None:
+        """Run, in the calling worker thread, a call delivered to its nested wait."""
+        ...
 
 
 class Nested(Protocol):
@@ -69,6 +123,25 @@ class Nested(Protocol):
     def cancel(self) -> None: ...
 
 
+class Job(Protocol):
+    """A coroutine that a thread hands to an event loop and waits for (one sync_wrap call).
+
+    The loop's backend runs ``body()`` in a task in ``ctx``; ``set_canceller``
+    gives the job the way to cancel that task (on the loop's thread), or None
+    once the body is over. ``cancel_requested`` is set when the waiting thread
+    asked for cancellation before the task existed. ``finish_unstarted``
+    completes a job whose task never started, with ``exc``.
+    """
+
+    fn: Callable[..., Awaitable[Any]]
+    ctx: contextvars.Context
+    cancel_requested: bool
+
+    async def body(self, checkpoint: Callable[[], Awaitable[None]] | None = None, /) -> None: ...
+    def set_canceller(self, cancel: Callable[[], object] | None, /) -> None: ...
+    def finish_unstarted(self, exc: BaseException, /) -> None: ...
+
+
 # Set, in the context of a coroutine that a worker thread runs through
 # sync_wrap, to what that worker is waiting on: a call that the coroutine makes
 # on the worker's own executor is offered to the waiting worker as well as
@@ -76,40 +149,25 @@ class Nested(Protocol):
 nested_wait: contextvars.ContextVar[Nested | None] = contextvars.ContextVar("asyncbridge_nested_wait", default=None)
 
 
-class CallExecutor(Protocol):
-    """What an executor offers the hand-off (ThreadExecutor, ProcessExecutor, adapters).
-
-    ``_submit_call`` starts the call (or queues it) and raises
-    :class:`ExecutorShutdownError` if it cannot. The executor must eventually
-    call exactly one of ``call.run()`` (in a worker thread), ``call.finish()``
-    after setting ``call.result``/``call.exc``, ``call.fail(exc)`` or, only
-    from ``_drop_call``, ``call.drop()``.
-
-    ``_drop_call`` runs on the event loop thread when the awaiting task is
-    cancelled. It returns True if the call will never report back (it had not
-    started and is now dropped, or its worker process was killed) and False
-    if it is running and will finish on its own.
-    """
-
-    def _submit_call(self, call: Call, /) -> None: ...
-    def _drop_call(self, call: Call, /) -> bool: ...
-
-
 class Call:
     """One call of ``fn(*args, **kwargs)`` in ``ctx``, and what became of it.
 
-    ``waiter`` and ``inbox`` are set by the loop side before the call is
-    submitted; ``on_done`` (if any) runs exactly once, in whichever thread
-    finishes or drops the call: the per-function limit uses it to give its slot
-    back only when the worker is really free.
+    ``executor`` runs it; ``abandon_on_cancel`` says what a cancelled caller
+    does while it runs (end the await at once, or wait for it). ``waiter`` and
+    ``inbox`` are set by the loop side before the call is submitted;
+    ``on_done`` (if any) runs exactly once, in whichever thread finishes or
+    drops the call: the per-function limit uses it to give its slot back only
+    when the worker is really free.
     """
 
     __slots__ = (
+        "abandon_on_cancel",
         "abandoned",
         "args",
         "ctx",
         "enqueued_at",
         "exc",
+        "executor",
         "fn",
         "handle",
         "inbox",
@@ -128,18 +186,22 @@ class Call:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         ctx: contextvars.Context | None,
+        executor: CallExecutor,
+        abandon_on_cancel: bool = True,
         on_done: Callable[[], None] | None = None,
     ) -> None:
         self.fn: Callable[..., Any] = fn
         self.args: tuple[Any, ...] = args
         self.kwargs: dict[str, Any] = kwargs
         self.ctx: contextvars.Context | None = ctx
+        self.executor = executor
+        self.abandon_on_cancel = abandon_on_cancel
         self.on_done: Callable[[], None] | None = on_done
         self.state = PENDING
         self.result: Any = None
         self.exc: BaseException | None = None
         self.waiter: Any = None
-        self.inbox: Inbox | None = None
+        self.inbox: Any = None  # the awaiting loop's inbox (see _backends)
         self.abandoned = False
         self.raise_cancel: Callable[[], NoReturn] | None = None
         self.enqueued_at = 0.0
@@ -181,6 +243,13 @@ class Call:
             inbox.push(self)
         elif self.exc is not None:
             self.lost()
+
+    def finish_here(self) -> None:
+        """``finish()`` on the awaiting loop's own thread: wake the task now, without the thread hop."""
+        self.state = DONE
+        self.fn = self.args = self.kwargs = self.ctx = None  # type: ignore[assignment]
+        self._done()
+        self.inbox.wake_here(self)
 
     def drop(self) -> None:
         """Forget a call that never ran (its caller went away or the executor shut down)."""
@@ -241,8 +310,9 @@ class FutureCall(Call):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         ctx: contextvars.Context | None,
+        executor: CallExecutor,
     ) -> None:
-        super().__init__(fn, args, kwargs, ctx)
+        super().__init__(fn, args, kwargs, ctx, executor)
         self.future = future
 
     def finish(self) -> None:
@@ -273,18 +343,9 @@ _done_lock = threading.Lock()  # taken only by calls with an on_done (a limit), 
 class _Local(threading.local):
     call: Call | None = None
     executor: object = None  # the asyncbridge executor this thread works for
-    loop: object = None
-    inbox: Any = None
 
 
 _local = _Local()
-
-_get_running_loop = _asyncio_events._get_running_loop
-
-# trio's per-thread run state, whose ``runner.trio_token`` is what
-# trio.lowlevel.current_trio_token() returns; set at the first trio lookup, and
-# left None if this trio version does not have it where expected.
-_trio_run_context: Any = None
 
 
 def current_call() -> Call | None:
@@ -322,55 +383,3 @@ def check_cancelled() -> None:
         raise_cancel = call.raise_cancel
         if raise_cancel is not None:
             raise_cancel()
-
-
-def current_inbox() -> AsyncioInbox | TrioInbox:
-    """Return the inbox of the event loop running in this thread.
-
-    Raises:
-        RuntimeError: no asyncio loop or trio run is active in this thread.
-    """
-    global _trio_run_context
-    loop = _get_running_loop()
-    local = _local
-    if loop is not None:
-        if local.loop is loop:
-            inbox: AsyncioInbox = local.inbox
-            return inbox
-        from ._backends._asyncio import AsyncioInbox
-
-        local.loop = loop
-        local.inbox = new = AsyncioInbox(loop)
-        return new
-    run_context = _trio_run_context
-    if run_context is not None:
-        # What current_trio_token() reads, without its three calls: the token of
-        # this thread's run (created by the first lookup in the run, below).
-        try:
-            token = run_context.runner.trio_token
-        except AttributeError:  # not in a trio run
-            pass
-        else:
-            if token is not None and local.loop is token:
-                trio_inbox: TrioInbox = local.inbox
-                return trio_inbox
-    trio = sys.modules.get("trio")
-    if trio is not None:
-        try:
-            token = trio.lowlevel.current_trio_token()
-        except RuntimeError:
-            pass
-        else:
-            if local.loop is token:
-                trio_inbox = local.inbox
-                return trio_inbox
-            from ._backends._trio import TrioInbox, run_context_of
-
-            _trio_run_context = run_context_of(token)
-            local.loop = token
-            local.inbox = new_trio = TrioInbox(token)
-            return new_trio
-    raise RuntimeError(
-        "asyncbridge: no running event loop in this thread; await this from a coroutine "
-        "running under asyncio (or uvloop) or trio"
-    )

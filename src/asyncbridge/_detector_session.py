@@ -1,0 +1,465 @@
+"""A detector session: one activation on one event loop, the heartbeat on the loop and the watchdog thread.
+
+The session measures each block and builds its :class:`BlockingEvent`; the
+backend-specific parts (the heartbeat, stopping without blocking the loop,
+naming the running task) are the helpers below, one per backend.
+
+How it works, and why the loop hardly pays for it:
+
+- **Heartbeat, on the loop.** Every ``interval`` (a quarter of the threshold)
+  the loop stores the time in one attribute. On asyncio and uvloop that is a
+  self-rescheduling ``call_later`` callback (no task, no coroutine); on trio a
+  system task that sleeps in a loop. That store is all the loop ever does.
+  When a beat comes later than the threshold after the one before, the
+  heartbeat also notes that gap, ``(last beat, this beat)``: the block's exact
+  bounds, whenever the watchdog gets to read them.
+- **Watchdog, in a thread of its own.** It sleeps until the heartbeat would be
+  overdue by the threshold, so it wakes about once per threshold. If the beat
+  is late, the loop thread is blocked *now*: it samples that thread's stack
+  (``sys._current_frames()``, that one thread only) and its running task,
+  once. Then it polls every interval until the heartbeat's gap for this block
+  appears, and records exactly one event for it. A block in a C call that
+  holds the GIL is sampled as soon as the call returns (the loop thread gives
+  the GIL to the waiting watchdog before it can get back to the heartbeat),
+  on the line that made the call.
+- **Gaps the watchdog never saw in progress are not reported** (logged at
+  DEBUG): too short to be sampled (under the threshold plus about an
+  interval), or, more often, the loop thread waiting for the GIL that another
+  thread held (see the next point) and getting it before the watchdog did.
+- **An idle loop is not blocked.** If the sample shows the loop thread waiting
+  for I/O, the beat is late for another reason: another thread holding the
+  GIL (CPU work in a worker thread, as a FastAPI ``def`` endpoint does) or the
+  operating system not running the process. That is not reported; the
+  watchdog looks again until the beat comes. Idle means: on asyncio, the
+  innermost frame is the selector's ``select``; on uvloop (a loop in C) it is
+  the frame that started the loop; on trio, the run's ``unrolled_run`` frame
+  is not on the stack at all (trio's own I/O wait, or the host loop's wait
+  when trio runs as a guest, as anyio's pytest plugin runs it).
+- **Duration.** The block began somewhere within the interval after the last
+  beat and ended just before the first beat after it, so the measured duration
+  is right to about half an interval either way (plus how late the operating
+  system wakes the loop). A loop that is merely busy running many short
+  callbacks is late too, by the length of one iteration; that is what a
+  threshold well above an iteration's length is for.
+- **Reporting happens in the watchdog thread,** never on the loop: recording
+  the event, logging it, calling ``on_block``. ``__aexit__`` waits for the
+  watchdog (without blocking the loop) so that ``events`` is complete after it.
+
+:class:`~asyncbridge.BlockingDetector` (``_detector.py``) checks its arguments
+and starts and stops one session per ``async with``. Strict mode, the patching
+of known blocking calls, lives in ``_strict.py``; the session registers it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Literal
+
+from . import _strict
+from ._detector_event import BlockingEvent, frame_summaries
+from ._strict_rules import AllowRule
+
+if TYPE_CHECKING:
+    import trio
+
+__all__ = [
+    "DetectorSession",
+    "DetectorSettings",
+    "entry_frame",
+    "start_asyncio",
+    "start_trio",
+    "stop_asyncio",
+    "stop_trio",
+]
+
+logger = logging.getLogger("asyncbridge.blocking")
+
+MAX_FRAMES = 256  # a sampled stack is cut at its outer end beyond this; deep ASGI stacks are ~80
+
+_monotonic = time.monotonic
+_EMPTY_STACK = traceback.StackSummary()
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """A detector's checked arguments, as each of its sessions uses them."""
+
+    threshold: float
+    interval: float  # between heartbeats
+    strict: Literal[False, "report", "raise"]
+    strict_rules: int
+    allow: tuple[AllowRule, ...]
+
+
+class _Pending:
+    """A late beat seen in progress: the beat it follows, and what the loop thread was doing."""
+
+    __slots__ = ("beat", "idle", "stack", "task_name")
+
+    def __init__(
+        self,
+        beat: float,
+        stack: traceback.StackSummary = _EMPTY_STACK,
+        task_name: str | None = None,
+        idle: bool = False,
+    ) -> None:
+        self.beat = beat
+        self.stack = stack
+        self.task_name = task_name
+        self.idle = idle  # the loop thread was waiting for I/O: late, but not blocked by its own code
+
+
+# Where an asyncio loop thread waits for I/O, (file name ending, function): innermost there, it is idle.
+_IDLE_FRAMES = (
+    ("selectors.py", "select"),  # the selector event loops
+    ("windows_events.py", "_poll"),  # the proactor event loop
+)
+_COROUTINE_FLAGS = inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE | inspect.CO_ASYNC_GENERATOR
+
+
+def entry_frame(frame: FrameType | None) -> FrameType | None:
+    """The first frame outside the coroutines running ``frame``: for uvloop, the loop's caller."""
+    while frame is not None and frame.f_code.co_flags & _COROUTINE_FLAGS:
+        frame = frame.f_back
+    return frame
+
+
+class DetectorSession:
+    """One activation of a detector on one event loop: the heartbeat's clock and the watchdog.
+
+    ``record`` receives each event, in the watchdog thread; ``task_namer`` names
+    the task running in a sampled stack, from the watchdog thread too.
+    """
+
+    def __init__(
+        self,
+        settings: DetectorSettings,
+        record: Callable[[BlockingEvent], None],
+        task_namer: Callable[[list[FrameType]], str | None],
+    ) -> None:
+        self.threshold = settings.threshold
+        self.interval = settings.interval
+        self.trigger = self.threshold + self.interval / 2
+        self.record = record
+        self.thread_id = threading.get_ident()
+        self.thread_name = threading.current_thread().name
+        self.task_namer = task_namer
+        # The first frame outside the coroutines that entered the detector. On asyncio
+        # with uvloop (a loop in C), idle, the loop thread's innermost Python frame is
+        # this one; on trio it is unrolled_run, and idle means it is not on the stack.
+        self.entry_frame: FrameType | None = None
+        self.trio = False
+        self.loop: asyncio.AbstractEventLoop | None = None  # None on trio
+        self.beat = _monotonic()  # written by the heartbeat, on the loop thread, and nowhere else
+        self.gaps: deque[tuple[float, float]] = deque()  # (beat, next beat) further apart than trigger
+        self.calls: deque[BlockingEvent] = deque()  # strict-mode events, appended on the loop thread
+        self.stop_heartbeat: Callable[[], object] = lambda: None
+        self.strict: _strict.StrictState | None = None
+        self.stop_at: float | None = None
+        self.exited = False
+        self.on_exit: Callable[[], None] | None = None
+        self._wake = threading.Event()
+        self._go = threading.Event()  # set once the loop side has started: nothing before is judged
+        self._thread = threading.Thread(target=self._run, name="asyncbridge-watchdog", daemon=True)
+
+    def tick(self) -> None:
+        """Beat: called by the heartbeat, on the loop thread, every interval."""
+        now = _monotonic()
+        last = self.beat
+        if now - last >= self.trigger:
+            self.gaps.append((last, now))  # before the beat moves on: the watchdog relies on that order
+        self.beat = now
+
+    def start(self, strict: _strict.StrictState | None) -> None:
+        # Thread.start() waits for the thread to run, which a loaded machine can make
+        # longer than the threshold: the beat restarts after it, so we never report ourselves.
+        self._thread.start()
+        if strict is not None:
+            self.strict = strict
+            _strict.register(self.thread_id, strict)
+        self.beat = _monotonic()
+        self._go.set()
+
+    def stop(self) -> None:
+        """Stop the heartbeat and tell the watchdog to finish. Call on the loop thread."""
+        end = _monotonic()
+        self.stop_heartbeat()
+        if self.strict is not None:
+            _strict.unregister(self.thread_id, self.strict)
+        self.stop_at = end
+        self._wake.set()
+
+    def join(self) -> None:
+        self._thread.join()
+
+    # -- the watchdog thread ------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._go.wait()
+            self._watch()
+        except BaseException:  # a bug here must be seen, and must not hang __aexit__
+            logger.exception("asyncbridge: the blocking detector's watchdog failed")
+        finally:
+            self.exited = True
+            on_exit = self.on_exit
+            if on_exit is not None:
+                on_exit()
+
+    def _watch(self) -> None:
+        trigger, interval, wait, gaps = self.trigger, self.interval, self._wake.wait, self.gaps
+        pending: _Pending | None = None
+        while self.stop_at is None:
+            if self.calls:
+                self._drain_calls()
+            beat = self.beat  # read before the gaps: a gap is noted before the beat that ends it
+            while gaps:
+                pending = self._record_gap(pending, *gaps.popleft())
+            if pending is not None:
+                if pending.idle and pending.beat == beat:
+                    pending = self._sample(beat)  # late but idle so far: is it blocked now?
+                wait(interval)  # poll until the heartbeat notes the gap
+                continue
+            delay = beat + trigger - _monotonic()
+            if delay > 0:
+                wait(delay)  # sleep until the heartbeat would be overdue
+            else:
+                pending = self._sample(beat)
+        # Stopping: the loop thread is running the stop, so any block is over by now.
+        self._drain_calls()
+        end, beat = self.stop_at, self.beat
+        while gaps:
+            pending = self._record_gap(pending, *gaps.popleft())
+        if pending is not None:
+            self._record_gap(pending, pending.beat, end)  # it lasted until the stop
+        elif end - beat >= trigger:  # a gap that ended just before the stop, unseen
+            self._record_gap(None, beat, end)
+        self.entry_frame = None
+
+    def _record_gap(self, pending: _Pending | None, start: float, end: float) -> _Pending | None:
+        """Record the gap from ``start`` to ``end`` if it was seen blocked; return what is still pending."""
+        if pending is not None and pending.beat == start:
+            if pending.stack:
+                self._record_block(pending, end)
+            elif not pending.idle:
+                logger.debug("asyncbridge: a %.3f s gap ended while it was being sampled", end - start)
+            return None
+        logger.debug("asyncbridge: a %.3f s gap between heartbeats was not seen in progress", end - start)
+        return pending
+
+    def _sample(self, beat: float) -> _Pending:
+        frame = sys._current_frames().get(self.thread_id)  # pyright: ignore[reportPrivateUsage]
+        if frame is None:
+            return _Pending(beat)
+        innermost = frame
+        frames: list[FrameType] = []
+        where: list[tuple[str, int, str]] = []
+        while frame is not None and len(frames) < MAX_FRAMES:
+            code = frame.f_code
+            frames.append(frame)
+            where.append((code.co_filename, frame.f_lineno or code.co_firstlineno, code.co_name))
+            frame = frame.f_back
+        if self.beat != beat:  # the block ended while we looked: what we saw may be what came after
+            return _Pending(beat)
+        if self._idle(innermost, frames):
+            return _Pending(beat, idle=True)
+        try:
+            task_name = self.task_namer(frames) if frames else None
+        except Exception:  # task bookkeeping read from another thread: best effort
+            task_name = None
+        frames.clear()
+        where.reverse()
+        return _Pending(beat, frame_summaries(where, lookup_lines=True), task_name)
+
+    def _idle(self, innermost: FrameType, frames: list[FrameType]) -> bool:
+        entry = self.entry_frame
+        if self.trio:
+            return entry is not None and not any(f is entry for f in frames)
+        if innermost is entry:
+            return True
+        code = innermost.f_code
+        if not any(code.co_name == name and code.co_filename.endswith(suffix) for suffix, name in _IDLE_FRAMES):
+            return False
+        # The loop's own wait, not a selector some coroutine uses: _run_once is just outside.
+        caller = innermost.f_back
+        for _ in range(2):
+            if caller is None:
+                return False
+            if caller.f_code.co_name == "_run_once" and caller.f_code.co_filename.endswith("base_events.py"):
+                return True
+            caller = caller.f_back
+        return False
+
+    def _record_block(self, pending: _Pending, end: float) -> None:
+        start = pending.beat + self.interval / 2  # it began within the interval after that beat
+        started_at = time.time() - (_monotonic() - start)
+        event = BlockingEvent(end - start, pending.stack, pending.task_name, started_at, None, self.thread_name)
+        self.record(event)
+
+    def _drain_calls(self) -> None:
+        calls = self.calls
+        while calls:
+            event = calls.popleft()
+            for frame in event.stack:
+                _ = frame.line  # read source lines here, not on the loop thread
+            self.record(event)
+
+
+# -- starting and stopping, per backend ---------------------------------------------
+
+
+def _strict_state(
+    settings: DetectorSettings, session: DetectorSession, task_name: Callable[[], str | None]
+) -> _strict.StrictState | None:
+    if settings.strict is False:
+        return None
+    return _strict.StrictState(
+        action=settings.strict,
+        version=settings.strict_rules,
+        allow=settings.allow,
+        record=session.calls.append,  # the watchdog takes them from there
+        task_name=task_name,
+        thread_name=session.thread_name,
+        run_frame=session.entry_frame if session.trio else None,
+    )
+
+
+def start_asyncio(
+    settings: DetectorSettings,
+    record: Callable[[BlockingEvent], None],
+    loop: asyncio.AbstractEventLoop,
+    entry: FrameType | None,
+) -> DetectorSession:
+    """Start a session on ``loop``, run by this thread; ``entry`` is the loop's caller (see :func:`entry_frame`)."""
+    session = DetectorSession(settings, record, lambda frames: _asyncio_task_name(loop))
+    session.entry_frame = entry
+    session.loop = loop
+    session.stop_heartbeat = _AsyncioHeartbeat(session, loop).cancel
+    session.start(_strict_state(settings, session, lambda: _asyncio_task_name(loop)))
+    return session
+
+
+def start_trio(
+    settings: DetectorSettings, record: Callable[[BlockingEvent], None], entry: FrameType | None
+) -> DetectorSession:
+    """Start a session on the trio run of this thread; ``entry`` is the run's ``unrolled_run`` frame."""
+    import trio
+
+    root = trio.lowlevel.current_root_task()
+    session = DetectorSession(settings, record, lambda frames: None if root is None else _trio_task_name(root, frames))
+    session.entry_frame = entry
+    session.trio = True
+    scope = trio.CancelScope()
+    interval = session.interval
+
+    async def heartbeat() -> None:
+        sleep, tick = trio.sleep, session.tick
+        with scope:
+            while True:
+                tick()  # first thing: if the loop blocked before this task first ran, that gap ends now
+                await sleep(interval)
+
+    trio.lowlevel.spawn_system_task(heartbeat, name="asyncbridge-heartbeat")
+    session.stop_heartbeat = scope.cancel
+    session.start(_strict_state(settings, session, _trio_current_task_name))
+    return session
+
+
+class _AsyncioHeartbeat:
+    """Store the time every interval, from a ``call_later`` callback: no task, no coroutine."""
+
+    __slots__ = ("_call_later", "_handle", "_interval", "_session")
+
+    def __init__(self, session: DetectorSession, loop: asyncio.AbstractEventLoop) -> None:
+        self._session = session
+        self._interval = session.interval
+        self._call_later = loop.call_later
+        self._handle = loop.call_later(self._interval, self._beat)
+
+    def _beat(self) -> None:
+        self._session.tick()
+        self._handle = self._call_later(self._interval, self._beat)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+
+async def stop_asyncio(session: DetectorSession, loop: asyncio.AbstractEventLoop) -> None:
+    """Stop ``session`` and wait, without blocking ``loop``, until its watchdog has recorded every event."""
+    done = loop.create_future()
+
+    def wake() -> None:  # in the watchdog thread, as it exits
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+            loop.call_soon_threadsafe(_resolve, done)
+
+    session.on_exit = wake
+    session.stop()
+    if not session.exited:
+        await done
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def stop_trio(session: DetectorSession) -> None:
+    """Stop ``session`` and wait, without blocking the trio run, until its watchdog has recorded every event."""
+    import trio
+
+    done = trio.Event()
+    token = trio.lowlevel.current_trio_token()
+
+    def wake() -> None:  # in the watchdog thread, as it exits
+        with contextlib.suppress(trio.RunFinishedError):
+            token.run_sync_soon(done.set)
+
+    session.on_exit = wake
+    session.stop()
+    if not session.exited:
+        await done.wait()
+
+
+def _asyncio_task_name(loop: asyncio.AbstractEventLoop) -> str | None:
+    # Read from the watchdog thread too: current_task(loop) looks the loop up in a
+    # dict (3.10-3.13) or in the loop thread's state (3.14); both are fine to read.
+    task = asyncio.current_task(loop)
+    return None if task is None else task.get_name()
+
+
+def _trio_current_task_name() -> str | None:
+    import trio
+
+    try:
+        return trio.lowlevel.current_task().name
+    except RuntimeError:  # a run_sync_soon callback, not a task
+        return None
+
+
+def _trio_task_name(root: trio.lowlevel.Task, frames: list[FrameType]) -> str | None:
+    """Name the trio task whose coroutine frame is on the sampled stack (from the watchdog thread)."""
+    by_frame: dict[Any, trio.lowlevel.Task] = {}
+    todo = [root]
+    while todo:
+        task = todo.pop()
+        frame = getattr(task.coro, "cr_frame", None)
+        if frame is not None:
+            by_frame[frame] = task
+        for nursery in task.child_nurseries:
+            todo.extend(nursery.child_tasks)
+    for frame in frames:
+        found = by_frame.get(frame)
+        if found is not None:
+            return found.name
+    return None
