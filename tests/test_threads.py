@@ -466,12 +466,12 @@ def _run_child(code: str, timeout: float = 60) -> tuple[subprocess.CompletedProc
 def test_submitted_work_completes_before_the_interpreter_exits(executor: str) -> None:
     """As concurrent.futures promises: the program does not exit until submit()ted and map()ped work is done."""
     code = f"""
-import time
+import os, time
 from asyncbridge import ThreadExecutor, get_default_executor
 
 def job(n):
     time.sleep(0.2)
-    print("job", n, flush=True)
+    os.write(1, b"job %d\\n" % n)  # one write: print() from three threads can interleave its pieces
 
 executor = {executor}
 executor.submit(job, 1)
