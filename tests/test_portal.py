@@ -12,9 +12,9 @@ import threading
 import anyio
 import pytest
 
+from _internals import nested_wait, running_asyncio_loop
 from _sync import wait_thread_event
 from asyncbridge import ThreadExecutor, async_wrap, sync_wrap
-from asyncbridge._backends import running_asyncio_loop as _get_running_loop
 from asyncbridge._portal import background_loop_if_started
 
 user: contextvars.ContextVar[str] = contextvars.ContextVar("user", default="nobody")
@@ -22,7 +22,7 @@ user: contextvars.ContextVar[str] = contextvars.ContextVar("user", default="nobo
 
 def current_loop_identity() -> object:
     """The running asyncio loop, or the trio run's token."""
-    loop = _get_running_loop()
+    loop = running_asyncio_loop()
     if loop is not None:
         return loop
     import trio
@@ -361,6 +361,7 @@ async def test_nested_calls_gathered_in_the_coroutine_all_complete() -> None:
 async def test_task_outliving_the_nested_wait_still_gets_a_thread() -> None:
     """A task spawned inside the nested coroutine that calls the pool after the wait is over does not hang."""
     go = anyio.Event()
+    done = anyio.Event()
     results: list[int] = []
     async with ThreadExecutor(1) as executor:
 
@@ -371,6 +372,7 @@ async def test_task_outliving_the_nested_wait_still_gets_a_thread() -> None:
         async def later() -> None:
             await go.wait()
             results.append(await h(1))
+            done.set()
 
         async with anyio.create_task_group() as tg:
 
@@ -381,42 +383,8 @@ async def test_task_outliving_the_nested_wait_still_gets_a_thread() -> None:
             await async_wrap(executor=executor)(spawn)()
             go.set()
             with anyio.fail_after(10):
-                while not results:
-                    await anyio.sleep(0.01)
+                await done.wait()
     assert results == [101]
-
-
-# -- interpreter exit ------------------------------------------------------------------------------
-
-
-def test_background_loop_is_shut_down_cleanly_at_exit() -> None:
-    """At interpreter exit the background loop cancels what still runs on it and closes, without hanging."""
-    script = textwrap.dedent(
-        """
-        import asyncio, threading
-        from asyncbridge import sync_wrap
-
-        started = threading.Event()
-
-        @sync_wrap
-        async def forever():
-            started.set()
-            try:
-                await asyncio.sleep(3600)
-            finally:
-                print("coroutine cleaned up", flush=True)
-
-        threading.Thread(target=forever, daemon=True).start()
-        started.wait(10)
-        print("main exits", flush=True)
-        """
-    )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == ["main exits", "coroutine cleaned up"]
-
-
-# -- regressions found in review ----------------------------------------------------------
 
 
 @pytest.mark.anyio
@@ -480,6 +448,36 @@ def test_nested_bridging_from_a_submitted_call_completes() -> None:
 
     assert executor.submit(g, 1).result(10) == 2
     executor.shutdown()
+
+
+# -- interpreter exit ------------------------------------------------------------------------------
+
+
+def test_background_loop_is_shut_down_cleanly_at_exit() -> None:
+    """At interpreter exit the background loop cancels what still runs on it and closes, without hanging."""
+    script = textwrap.dedent(
+        """
+        import asyncio, threading
+        from asyncbridge import sync_wrap
+
+        started = threading.Event()
+
+        @sync_wrap
+        async def forever():
+            started.set()
+            try:
+                await asyncio.sleep(3600)
+            finally:
+                print("coroutine cleaned up", flush=True)
+
+        threading.Thread(target=forever, daemon=True).start()
+        started.wait(10)
+        print("main exits", flush=True)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["main exits", "coroutine cleaned up"]
 
 
 # -- trio: the host tasks that run sync_wrap coroutines ------------------------------------------
@@ -561,7 +559,6 @@ def test_trio_a_late_cancel_of_a_finished_call_does_not_reach_the_next_one() -> 
     """On trio, cancelling a sync_wrap call that is already over leaves the next call on the same task alone."""
     trio = pytest.importorskip("trio")
     from asyncbridge import to_thread
-    from asyncbridge._call import nested_wait
     from asyncbridge._portal import _Wait
 
     waits: list[object] = []
@@ -629,21 +626,3 @@ def test_trio_concurrent_calls_from_several_workers_run_at_once() -> None:
     assert trio.run(main) == [(i, -i) for i in range(workers)]
     assert len(names) == workers
     assert all(name.endswith(".meet") for name in names)
-
-
-def test_trio_runs_one_after_another_in_one_thread_each_run_their_calls() -> None:
-    """On trio, a second trio.run in the same thread runs sync_wrap calls on its own tasks, not the ended run's."""
-    trio = pytest.importorskip("trio")
-    from asyncbridge import to_thread
-
-    @sync_wrap
-    async def token() -> object:
-        return trio.lowlevel.current_trio_token()
-
-    async def main() -> tuple[object, object]:
-        with trio.fail_after(10):
-            return await to_thread(lambda: (token(), token())), trio.lowlevel.current_trio_token()
-
-    for _ in range(2):
-        (first, second), own = trio.run(main)
-        assert first is second is own

@@ -1,9 +1,7 @@
-"""async_wrap and to_thread: results, errors, signatures, limits, timeouts, cancellation."""
+"""async_wrap and to_thread: results, errors, signatures, methods, generators, timeouts, cancellation."""
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures as cf
 import contextvars
 import inspect
 import logging
@@ -16,34 +14,15 @@ from typing import Any
 import anyio
 import pytest
 
-import asyncbridge
 from _sync import wait_thread_event
-from asyncbridge import ThreadExecutor, async_wrap, check_cancelled, to_thread
+from asyncbridge import ThreadExecutor, async_wrap, to_thread
 
 pytestmark = pytest.mark.anyio
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="unset")
 
 
-class Gauge:
-    """Counts how many callers are inside at once, and the most ever seen."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.now = 0
-        self.peak = 0
-
-    def __enter__(self) -> None:
-        with self._lock:
-            self.now += 1
-            self.peak = max(self.peak, self.now)
-
-    def __exit__(self, *exc: object) -> None:
-        with self._lock:
-            self.now -= 1
-
-
-# -- the classic recipe's two tests --------------------------------------------
+# -- the classic recipe: one thread per concurrent call -------------------------
 
 
 async def test_default_executor_runs_17_sleeps_on_17_threads() -> None:
@@ -66,30 +45,6 @@ async def test_default_executor_runs_17_sleeps_on_17_threads() -> None:
     assert len(set(idents)) == 17
     assert threading.get_ident() not in idents
     assert time.monotonic() - started < 1.5  # concurrent, not 1.7 s of serial sleeps
-
-
-async def test_thread_pool_executor_of_2_uses_at_most_2_threads() -> None:
-    """17 concurrent sleeps through @async_wrap(executor=ThreadPoolExecutor(2)) use at most 2 threads."""
-    gauge = Gauge()
-    with cf.ThreadPoolExecutor(max_workers=2) as pool:
-
-        @async_wrap(executor=pool)
-        def sleep_and_report() -> int:
-            with gauge:
-                time.sleep(0.1)
-            return threading.get_ident()
-
-        idents: list[int] = []
-
-        async def one() -> None:
-            idents.append(await sleep_and_report())
-
-        async with anyio.create_task_group() as tg:
-            for _ in range(17):
-                tg.start_soon(one)
-    assert len(idents) == 17
-    assert len(set(idents)) <= 2
-    assert gauge.peak == 2
 
 
 # -- results, errors, metadata ---------------------------------------------------
@@ -291,6 +246,59 @@ async def test_generator_closed_early_runs_its_finally_in_a_worker() -> None:
     assert close_thread[0] != threading.get_ident()
 
 
+async def test_generator_aclose_waits_for_its_cleanup() -> None:
+    """await agen.aclose() returns only after the sync generator's finally has run."""
+    closed: list[bool] = []
+
+    @async_wrap
+    def resource() -> Iterator[int]:
+        try:
+            yield 1
+            yield 2
+        finally:
+            time.sleep(0.05)
+            closed.append(True)
+
+    gen = resource()
+    assert await gen.__anext__() == 1
+    await gen.aclose()
+    assert closed == [True]
+
+
+async def test_generator_cancelled_mid_step_is_closed_in_a_worker(caplog: pytest.LogCaptureFixture) -> None:
+    """A wrapped generator whose step was abandoned is closed in a worker once the step ends, with no error."""
+    in_step = threading.Event()
+    release = threading.Event()
+    cleaned = threading.Event()
+    cleanup_thread: list[str] = []
+
+    @async_wrap
+    def rows() -> Iterator[int]:
+        try:
+            yield 1
+            in_step.set()
+            release.wait(10)
+            yield 2
+        finally:
+            cleanup_thread.append(threading.current_thread().name)
+            cleaned.set()
+
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tg:
+
+            async def consume() -> None:
+                async for _ in rows():
+                    pass
+
+            tg.start_soon(consume)
+            await wait_thread_event(in_step)
+            scope.cancel()
+    release.set()
+    await wait_thread_event(cleaned)
+    assert cleanup_thread[0] != threading.current_thread().name
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
 # -- bad input ---------------------------------------------------------------------
 
 
@@ -339,88 +347,6 @@ def test_rejects_bad_options(kwargs: dict[str, Any], error: type[Exception], mes
         async_wrap(**kwargs)
 
 
-def test_awaiting_without_an_event_loop_is_a_clear_error() -> None:
-    """Driving the coroutine outside asyncio or trio raises RuntimeError naming the fix."""
-    coro = to_thread(int)
-    with pytest.raises(RuntimeError, match="no running event loop"):
-        coro.send(None)
-    coro.close()
-
-
-# -- limit -------------------------------------------------------------------------
-
-
-async def test_limit_bounds_concurrent_calls_of_one_function() -> None:
-    """limit=3 lets at most 3 calls of the function run at once, though the pool has 40 threads."""
-    gauge = Gauge()
-    release = threading.Event()
-    three_in = threading.Event()
-
-    @async_wrap(limit=3)
-    def work() -> None:
-        with gauge:
-            if gauge.now >= 3:
-                three_in.set()
-            release.wait(10)
-
-    async with anyio.create_task_group() as tg:
-        for _ in range(10):
-            tg.start_soon(work)
-        await wait_thread_event(three_in)
-        await anyio.wait_all_tasks_blocked()
-        assert gauge.now == 3  # the other seven wait for a slot, not for a thread
-        release.set()
-    assert gauge.peak == 3
-
-
-async def test_limit_holds_across_event_loops_in_threads() -> None:
-    """One function's limit holds when it is called from several event loops in several threads."""
-    gauge = Gauge()
-
-    @async_wrap(limit=2)
-    def work() -> None:
-        with gauge:
-            time.sleep(0.01)
-
-    async def many() -> None:
-        async with anyio.create_task_group() as tg:
-            for _ in range(8):
-                tg.start_soon(work)
-
-    def in_new_loop(backend: str) -> None:
-        anyio.run(many, backend=backend)
-
-    threads = [threading.Thread(target=in_new_loop, args=(b,)) for b in ("asyncio", "asyncio", "trio")]
-    for thread in threads:
-        thread.start()
-    await many()
-    for thread in threads:
-        await anyio.to_thread.run_sync(thread.join, 30)
-    assert gauge.peak == 2
-
-
-async def test_cancelled_waiter_gives_its_limit_place_up() -> None:
-    """A caller cancelled while waiting for a limit slot does not take or leak the slot."""
-    hold = threading.Event()
-    entered = threading.Event()
-
-    @async_wrap(limit=1)
-    def work(tag: str) -> str:
-        entered.set()
-        hold.wait(10)
-        return tag
-
-    results: list[str] = []
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(lambda: work("first"))
-        await wait_thread_event(entered)
-        with anyio.move_on_after(0.05):
-            await work("never")  # waits for the slot, then gives up
-        hold.set()
-    results.append(await work("after"))
-    assert results == ["after"]
-
-
 # -- timeout and cancellation --------------------------------------------------------
 
 
@@ -439,6 +365,20 @@ async def test_timeout_raises_builtin_timeout_error_and_keeps_the_slot() -> None
         assert time.monotonic() - started < 5
         assert executor.statistics().running == 1
         release.set()
+
+
+async def test_timeout_without_abandoning_waits_then_raises_timeout_error() -> None:
+    """timeout= with abandon_on_cancel=False waits for the thread, then raises TimeoutError, on every backend."""
+
+    @async_wrap(timeout=0.05, abandon_on_cancel=False)
+    def slow() -> str:
+        time.sleep(0.3)
+        return "result"
+
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await slow()
+    assert time.monotonic() - started >= 0.25  # it waited for the thread
 
 
 @pytest.mark.parametrize("how", ["cancel_scope", "fail_after"])
@@ -462,58 +402,23 @@ async def test_cancel_ends_await_promptly_and_keeps_slot(how: str) -> None:
                     await wait_thread_event(started)
                     scope.cancel()
         else:
+
+            async def expire_once_started(deadline: anyio.CancelScope) -> None:
+                await wait_thread_event(started)
+                deadline.deadline = anyio.current_time()  # time is up, mid-call
+
+            async def timed_out() -> None:
+                with anyio.fail_after(10) as deadline:
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(expire_once_started, deadline)
+                        await stuck()
+
             with pytest.raises(TimeoutError):
-                with anyio.fail_after(0.1):
-                    await stuck()
+                await timed_out()
         assert not finished.is_set()
         assert executor.statistics().running == 1
         release.set()
         await wait_thread_event(finished)
-
-
-async def test_native_asyncio_timeout_fires() -> None:
-    """asyncio.wait_for around an await through async_wrap fires on time (asyncio backends)."""
-    if asyncbridge._backends.running_asyncio_loop() is None:
-        pytest.skip("asyncio-only API")
-    release = threading.Event()
-
-    @async_wrap
-    def stuck() -> None:
-        release.wait(10)
-
-    with pytest.raises(asyncio.TimeoutError):
-        await asyncio.wait_for(stuck(), 0.1)
-    release.set()
-
-
-async def test_exception_after_abandonment_is_logged(caplog: pytest.LogCaptureFixture) -> None:
-    """An exception raised by a function whose caller was cancelled is logged, not lost."""
-    release = threading.Event()
-    started = threading.Event()
-    done = threading.Event()
-
-    @async_wrap
-    def late_failure() -> None:
-        started.set()
-        release.wait(10)
-        done.set()
-        raise LookupError("raised after the caller left")
-
-    with anyio.CancelScope() as scope:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(late_failure)
-            await wait_thread_event(started)
-            scope.cancel()
-    with caplog.at_level(logging.ERROR, logger="asyncbridge"):
-        release.set()
-        await wait_thread_event(done)
-        for _ in range(200):  # the log is written when the loop drains the worker's report
-            if caplog.records:
-                break
-            await anyio.sleep(0.01)
-    assert any(record.exc_info and isinstance(record.exc_info[1], LookupError) for record in caplog.records), (
-        caplog.text
-    )
 
 
 async def test_abandon_on_cancel_false_waits_for_the_thread() -> None:
@@ -531,7 +436,7 @@ async def test_abandon_on_cancel_false_waits_for_the_thread() -> None:
     async def cancel_later(scope: anyio.CancelScope) -> None:
         await wait_thread_event(started)
         scope.cancel()
-        await anyio.sleep(0.05)
+        await anyio.wait_all_tasks_blocked()  # an await that ignored abandon_on_cancel=False has returned by now
         release.set()
 
     async with anyio.create_task_group() as tg:
@@ -539,247 +444,3 @@ async def test_abandon_on_cancel_false_waits_for_the_thread() -> None:
             tg.start_soon(cancel_later, scope)
             await stubborn()
         assert finished.is_set()
-
-
-async def test_check_cancelled_stops_the_function_after_cancel() -> None:
-    """check_cancelled() raises inside the thread once the awaiting task is cancelled."""
-    started = threading.Event()
-    stopped = threading.Event()
-    iterations: list[int] = []
-
-    @async_wrap(abandon_on_cancel=False)
-    def long_loop() -> None:
-        started.set()
-        try:
-            for i in range(10_000):
-                iterations.append(i)
-                check_cancelled()
-                time.sleep(0.001)
-        finally:
-            stopped.set()
-
-    with anyio.move_on_after(5) as outer:
-        with anyio.CancelScope() as scope:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(long_loop)
-                await wait_thread_event(started)
-                scope.cancel()
-    assert not outer.cancelled_caught
-    assert stopped.is_set()
-    assert len(iterations) < 10_000
-
-
-def test_check_cancelled_is_a_no_op_outside_workers() -> None:
-    """check_cancelled() does nothing when called from plain sync code."""
-    check_cancelled()
-
-
-async def test_cancelled_queued_call_never_runs() -> None:
-    """A call still queued when its caller is cancelled is dropped: the function never runs."""
-    release = threading.Event()
-    started = threading.Event()
-    ran: list[str] = []
-    with ThreadExecutor(1) as executor:
-
-        @async_wrap(executor=executor)
-        def work(tag: str) -> None:
-            ran.append(tag)
-            started.set()
-            release.wait(10)
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(work, "first")
-            await wait_thread_event(started)
-            with anyio.CancelScope() as scope:
-                scope.cancel()
-                await work("queued")
-            assert executor.statistics().queued == 0
-            release.set()
-        assert await work("third") is None
-    assert ran == ["first", "third"]
-
-
-# -- other executors -------------------------------------------------------------------
-
-
-def _square(x: int) -> int:
-    return x * x
-
-
-@pytest.mark.blocking_detector(enabled=False)  # the stdlib pool starts its processes on the caller's thread
-async def test_works_with_a_process_pool_executor() -> None:
-    """Any concurrent.futures.Executor works, a ProcessPoolExecutor included."""
-    import multiprocessing
-
-    with cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        square = async_wrap(executor=pool)(_square)
-        assert await square(7) == 49
-
-
-async def test_foreign_executor_shut_down_is_a_clear_error() -> None:
-    """A call on a shut-down ThreadPoolExecutor raises ExecutorShutdownError, a RuntimeError."""
-    pool = cf.ThreadPoolExecutor(1)
-    pool.shutdown()
-    with pytest.raises(asyncbridge.ExecutorShutdownError, match="shut down"):
-        await async_wrap(executor=pool)(int)()
-
-
-async def test_foreign_executor_cancel_futures_fails_queued_caller() -> None:
-    """A queued call cancelled by ThreadPoolExecutor.shutdown(cancel_futures=True) fails instead of hanging."""
-    pool = cf.ThreadPoolExecutor(1)
-    release = threading.Event()
-    started = threading.Event()
-
-    def block() -> None:
-        started.set()
-        release.wait(10)
-
-    blocked = async_wrap(executor=pool)(block)
-    errors: list[BaseException] = []
-
-    async def queued() -> None:
-        try:
-            await blocked()
-        except asyncbridge.ExecutorShutdownError as exc:
-            errors.append(exc)
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(blocked)
-        await wait_thread_event(started)
-        async with anyio.create_task_group() as inner:
-            inner.start_soon(queued)
-            await anyio.wait_all_tasks_blocked()
-            pool.shutdown(wait=False, cancel_futures=True)
-        release.set()
-    assert len(errors) == 1
-    assert "cancelled this call before it started" in str(errors[0])
-
-
-# -- regressions found in review ----------------------------------------------------------
-
-
-async def test_timeout_without_abandoning_waits_then_raises_timeout_error() -> None:
-    """timeout= with abandon_on_cancel=False waits for the thread, then raises TimeoutError, on every backend."""
-
-    @async_wrap(timeout=0.05, abandon_on_cancel=False)
-    def slow() -> str:
-        time.sleep(0.3)
-        return "result"
-
-    started = time.monotonic()
-    with pytest.raises(TimeoutError):
-        await slow()
-    assert time.monotonic() - started >= 0.25  # it waited for the thread
-
-
-async def test_waiting_out_a_thread_after_cancel_does_not_spin_the_loop() -> None:
-    """While abandon_on_cancel=False waits out a cancelled call, the loop thread stays idle."""
-    release = threading.Event()
-
-    @async_wrap(abandon_on_cancel=False)
-    def slow() -> None:
-        release.wait(10)
-
-    def release_later() -> None:
-        time.sleep(0.5)
-        release.set()
-
-    threading.Thread(target=release_later).start()
-    cpu_before = time.thread_time()
-    with anyio.move_on_after(0.05):
-        await slow()
-    assert time.thread_time() - cpu_before < 0.25  # a busy loop would burn about 0.45 s
-
-
-async def test_generator_cancelled_mid_step_is_closed_in_a_worker(caplog: pytest.LogCaptureFixture) -> None:
-    """A wrapped generator whose step was abandoned is closed in a worker once the step ends, with no error."""
-    in_step = threading.Event()
-    release = threading.Event()
-    cleaned = threading.Event()
-    cleanup_thread: list[str] = []
-
-    @async_wrap
-    def rows() -> Iterator[int]:
-        try:
-            yield 1
-            in_step.set()
-            release.wait(10)
-            yield 2
-        finally:
-            cleanup_thread.append(threading.current_thread().name)
-            cleaned.set()
-
-    with anyio.CancelScope() as scope:
-        async with anyio.create_task_group() as tg:
-
-            async def consume() -> None:
-                async for _ in rows():
-                    pass
-
-            tg.start_soon(consume)
-            await wait_thread_event(in_step)
-            scope.cancel()
-    release.set()
-    await wait_thread_event(cleaned)
-    assert cleanup_thread[0] != threading.current_thread().name
-    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
-
-
-async def test_generator_aclose_waits_for_its_cleanup() -> None:
-    """await agen.aclose() returns only after the sync generator's finally has run."""
-    closed: list[bool] = []
-
-    @async_wrap
-    def resource() -> Iterator[int]:
-        try:
-            yield 1
-            yield 2
-        finally:
-            time.sleep(0.05)
-            closed.append(True)
-
-    gen = resource()
-    assert await gen.__anext__() == 1
-    await gen.aclose()
-    assert closed == [True]
-
-
-# -- trio: finding the run's inbox -----------------------------------------------------------------
-
-
-def test_trio_runs_in_turn_and_in_parallel_threads_each_get_their_own_inbox() -> None:
-    """On trio, every run (one after another in a thread, or at once in two threads) gets results on its own inbox."""
-    trio = pytest.importorskip("trio")
-    from asyncbridge._backends import current_inbox
-
-    async def main(tag: str) -> list[str]:
-        with trio.fail_after(10):
-            token = trio.lowlevel.current_trio_token()  # before the first lookup, which then must not trust a stale one
-            assert current_inbox().token is token
-            assert current_inbox() is current_inbox()
-            results: list[str] = []
-
-            async def one(i: int) -> None:
-                results.append(await to_thread(lambda: f"{tag}-{i}"))
-
-            async with trio.open_nursery() as nursery:
-                for i in range(20):
-                    nursery.start_soon(one, i)
-            return sorted(results)
-
-    def runs(tag: str, out: list[list[str]]) -> None:
-        for n in range(3):
-            out.append(trio.run(main, f"{tag}{n}"))
-
-    other: list[list[str]] = []
-    thread = threading.Thread(target=runs, args=("other", other))
-    thread.start()
-    mine: list[list[str]] = []
-    runs("mine", mine)
-    thread.join(30)
-    for tag, out in (("mine", mine), ("other", other)):
-        assert out == [sorted(f"{tag}{n}-{i}" for i in range(20)) for n in range(3)]
-    coro = to_thread(int)  # after the runs, this thread has no loop again
-    with pytest.raises(RuntimeError, match="no running event loop"):
-        coro.send(None)
-    coro.close()
