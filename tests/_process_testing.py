@@ -7,10 +7,12 @@ module is kept out of them.)
 
 from __future__ import annotations
 
+import os
+import select
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -95,13 +97,25 @@ def process_gone(pid: int) -> bool:
 
 
 def wait_gone(pids: list[int], timeout: float = 10) -> bool:
-    """Wait (polling, as nothing signals us) until none of these processes exists."""
+    """Wait until none of these processes runs any more (exited, reaped or not); False on timeout.
+
+    Waits on each process's pidfd, which becomes readable once the process has
+    exited: all its threads gone and its file descriptors closed.
+    """
     deadline = time.monotonic() + timeout
-    while not all(process_gone(pid) for pid in pids):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
+    pidfds: list[int] = []
+    try:
+        for pid in pids:
+            with suppress(ProcessLookupError):  # already exited and reaped
+                pidfds.append(os.pidfd_open(pid))
+        for pidfd in pidfds:
+            readable, _, _ = select.select([pidfd], [], [], max(deadline - time.monotonic(), 0))
+            if not readable:
+                return False
+        return True
+    finally:
+        for pidfd in pidfds:
+            os.close(pidfd)
 
 
 def child_pids() -> set[int]:

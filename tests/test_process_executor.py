@@ -17,17 +17,8 @@ import pytest
 
 import _process_helpers as helpers
 import asyncbridge
-from _process_testing import (
-    child_pids,
-    default_executor,
-    rendezvous,
-    wait_gone,
-)
-from asyncbridge import (
-    ProcessExecutor,
-    async_wrap,
-    to_process,
-)
+from _process_testing import child_pids, default_executor, rendezvous, wait_gone
+from asyncbridge import ProcessExecutor, async_wrap, to_process
 
 # -- construction and bad input -----------------------------------------------------------
 
@@ -355,6 +346,7 @@ def test_cpu_bound_calls_run_in_parallel() -> None:
 async def worst_ticker_lag(work: Any) -> float:
     """Run ``work()`` beside a 10 ms ticker; return the ticker's worst lag in seconds."""
     lags: list[float] = []
+    ticking = anyio.Event()
     done = anyio.Event()
 
     async def ticker() -> None:
@@ -362,10 +354,11 @@ async def worst_ticker_lag(work: Any) -> float:
             before = time.perf_counter()
             await anyio.sleep(0.01)
             lags.append(time.perf_counter() - before - 0.01)
+            ticking.set()
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(ticker)
-        await anyio.sleep(0.02)
+        await ticking.wait()
         await work()
         done.set()
     return max(lags)

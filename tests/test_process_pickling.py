@@ -15,14 +15,8 @@ import types
 import pytest
 
 import _process_helpers as helpers
-from _process_testing import (
-    DISABLE_CLOUDPICKLE,
-    TESTS_DIR,
-    disable_cloudpickle,
-)
-from asyncbridge import (
-    ProcessExecutor,
-)
+from _process_testing import DISABLE_CLOUDPICKLE, TESTS_DIR, disable_cloudpickle
+from asyncbridge import ProcessExecutor
 
 
 @pytest.fixture

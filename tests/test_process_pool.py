@@ -15,7 +15,6 @@ import time
 from typing import Any
 
 import anyio
-import psutil
 import pytest
 
 import _process_helpers as helpers
@@ -29,11 +28,7 @@ from _process_testing import (
     wait_gone,
     worker_of,
 )
-from asyncbridge import (
-    ExecutorShutdownError,
-    ProcessExecutor,
-    WorkerCrashedError,
-)
+from asyncbridge import ExecutorShutdownError, ProcessExecutor, WorkerCrashedError
 
 # -- which worker runs a call -------------------------------------------------------------
 
@@ -122,14 +117,11 @@ def test_call_sent_to_a_worker_that_just_died_idle_runs_on_another() -> None:
         pool = pool_of(executor)
         # Hold the pool's (reentrant) lock so the manager cannot process the death
         # before the call is handed to the dead worker: the race made certain.
-        # The manager reaps the process before it needs the lock; once reaped,
-        # every thread of it is gone and its end of the pipe closed.
+        # Once the process has exited (its pidfd says so), every thread of it is
+        # gone and its end of the pipe closed.
         with pool.lock:
             os.kill(pid, signal.SIGKILL)
-            deadline = time.monotonic() + 10
-            while psutil.pid_exists(pid):
-                assert time.monotonic() < deadline
-                time.sleep(0.01)
+            assert wait_gone([pid])
             future = executor.submit(helpers.getpid)
         new_pid = future.result(20)
         assert new_pid != pid
@@ -156,20 +148,27 @@ def test_shutdown_wait_lets_running_calls_finish_then_no_worker_is_left() -> Non
     """shutdown(wait=True) blocks until running calls finish; then every worker process is gone."""
     with sync_rendezvous() as server:
         executor = ProcessExecutor(2)
-        idle_pid = executor.submit(helpers.getpid).result(20)
         future = executor.submit(helpers.report_and_wait, server.getsockname()[1], "done")
         conn, busy_pid = accept_started(server)
-        closer = threading.Thread(target=executor.shutdown)
+        idle_pid = executor.submit(helpers.getpid).result(20)  # a second worker, idle from now on
+        assert idle_pid != busy_pid
+        done_when_shutdown_returned: list[bool] = []
+
+        def close() -> None:
+            executor.shutdown()
+            done_when_shutdown_returned.append(future.done())
+
+        closer = threading.Thread(target=close)
         closer.start()
-        closer.join(0.3)
+        assert wait_gone([idle_pid])  # the shutdown has begun: it stopped the idle worker
         assert closer.is_alive()  # waiting for the running call
         assert not future.done()
         conn.sendall(b"!")
         conn.close()
         closer.join(20)
         assert not closer.is_alive()
+        assert done_when_shutdown_returned == [True]
         assert future.result() == "done"
-        assert process_gone(idle_pid)
         assert process_gone(busy_pid)
 
 
@@ -252,10 +251,8 @@ def test_idle_workers_exit_after_the_idle_timeout() -> None:
     with ProcessExecutor(2, idle_timeout=0.1) as executor:
         pid = executor.submit(helpers.getpid).result(20)
         assert wait_gone([pid])
-        deadline = time.monotonic() + 10
-        while executor.statistics().workers:  # the manager reaps the process, then forgets it
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        assert pool_of(executor).all_exited.wait(10)  # the manager has reaped it and forgotten it
+        assert executor.statistics().workers == 0
         assert executor.submit(helpers.add, 1).result(20) == 1  # a new worker starts
 
 
@@ -368,12 +365,6 @@ def test_a_forked_child_starts_workers_of_its_own() -> None:
 # -- replies read on the awaiting loop (asyncio, uvloop) ----------------------------------
 
 
-async def _until(predicate: Any, timeout: float = 10) -> None:
-    with anyio.fail_after(timeout):
-        while not predicate():
-            await anyio.sleep(0.01)
-
-
 @pytest.mark.anyio
 async def test_replies_are_decoded_on_the_awaiting_asyncio_loop_not_the_manager(
     anyio_backend_name: str, monkeypatch: pytest.MonkeyPatch
@@ -424,7 +415,10 @@ async def test_worker_killed_while_its_call_is_read_on_the_loop_fails_it_and_clo
                 await meeting.closed(conn)
         assert len(outcome) == 1
         assert "killed by signal 9" in str(outcome[0])
-        await _until(lambda: worker.loop is None and not worker.reply_closing)
+        # Done by the time the failure arrived: the manager has the loop stop watching
+        # the pipe (a callback on the loop) before it fails the call (another, later).
+        assert worker.loop is None
+        assert not worker.reply_closing
         with pytest.raises(OSError):
             os.fstat(worker.reply_fd)  # closed (and no other fd was opened since)
         assert await executor.run(helpers.add, 2, 3) == 5
@@ -433,30 +427,31 @@ async def test_worker_killed_while_its_call_is_read_on_the_loop_fails_it_and_clo
 
 
 @pytest.mark.anyio
-async def test_worker_killed_while_the_loop_reads_a_large_reply_fails_the_call() -> None:
+async def test_worker_killed_while_the_loop_reads_a_large_reply_fails_the_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A worker killed while its reply is half read (the rest taken over by the manager)
     fails the call with WorkerCrashedError; nothing hangs, later calls run."""
     async with ProcessExecutor(1) as executor:
         pid = await executor.run(helpers.getpid)
         worker = worker_of(executor, pid)
+        read_frames = type(worker).read_frames
         killed = threading.Event()
 
-        def kill_mid_reply() -> None:
-            deadline = time.monotonic() + 20
-            while worker.large is None and time.monotonic() < deadline:
-                time.sleep(0.0002)
-            os.kill(pid, signal.SIGKILL)
-            killed.set()
+        def read_then_kill(self: Any) -> tuple[list[bytearray], bool]:
+            """Read as usual; once the read has begun a large reply, kill its worker."""
+            got: tuple[list[bytearray], bool] = read_frames(self)
+            if self is worker and self.large is not None and not killed.is_set():
+                os.kill(pid, signal.SIGKILL)  # part of the reply read, the rest unsent
+                killed.set()
+            return got
 
-        killer = threading.Thread(target=kill_mid_reply)
-        killer.start()
-        try:
-            with pytest.raises(WorkerCrashedError), anyio.fail_after(30):
-                await executor.run(helpers.return_argument, b"x" * (32 << 20))
-        finally:
-            killer.join()
+        monkeypatch.setattr(type(worker), "read_frames", read_then_kill)
+        with pytest.raises(WorkerCrashedError), anyio.fail_after(30):
+            await executor.run(helpers.return_argument, b"x" * (32 << 20))
         assert killed.is_set()
-        await _until(lambda: worker.loop is None and not worker.reply_closing)
+        assert worker.loop is None  # as in the test above: done before the call failed
+        assert not worker.reply_closing
         assert await executor.run(helpers.add, 1, 1) == 2
 
 
@@ -489,18 +484,22 @@ def _new_loop(kind: str) -> asyncio.AbstractEventLoop:
 def test_a_loop_closed_while_it_was_to_read_a_reply_does_not_hold_the_worker(kind: str) -> None:
     """A loop closed (without cancelling) while a call's reply was to be read on it: the
     manager takes the pipe over, the worker is freed and later calls run on it."""
-    with ProcessExecutor(1) as executor:
+    with ProcessExecutor(1) as executor, sync_rendezvous() as server:
         loop = _new_loop(kind)
         try:
             loop.run_until_complete(executor.run(helpers.add, 0))  # a worker is ready
             loop.run_until_complete(executor.run(helpers.add, 0))  # its reply was read on the loop
-            task = loop.create_task(executor.run(time.sleep, 0.2))
-            loop.run_until_complete(asyncio.sleep(0.05))  # the call runs, the loop watches its pipe
-            assert executor.statistics().running == 1
+            task = loop.create_task(executor.run(helpers.report_and_wait, server.getsockname()[1]))
+            # Run the loop (its reader watching the worker's pipe) until the call has started.
+            conn, pid = loop.run_until_complete(loop.run_in_executor(None, accept_started, server))
         finally:
             loop.close()
+        with conn:  # closed even if an assertion fails, which ends the call as well
+            assert executor.statistics().running == 1
+            conn.sendall(b"!")  # the call returns, with nobody left to read its reply on the loop
         del task
         assert executor.submit(helpers.add, 1, 2).result(10) == 3
+        assert executor.submit(helpers.getpid).result(10) == pid
         assert executor.statistics().running == 0
 
 
@@ -514,7 +513,8 @@ def test_shutdown_wait_blocking_the_loop_that_reads_a_reply_does_not_deadlock(ki
             await executor.run(helpers.add, 0)
             await executor.run(helpers.add, 0)
             task = asyncio.ensure_future(executor.run(helpers.add, 4, 5))
-            await asyncio.sleep(0)  # started: the loop watches its worker's pipe
+            await asyncio.sleep(0)  # one step of the task: the call is sent, the loop watches its pipe
+            assert executor.statistics().running == 1
             started = time.monotonic()
         assert time.monotonic() - started < 5  # shutdown(wait=True) returned
         return await task

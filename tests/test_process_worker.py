@@ -11,12 +11,8 @@ import anyio
 import pytest
 
 import _process_helpers as helpers
-from _process_testing import (
-    TESTS_DIR,
-)
-from asyncbridge import (
-    ProcessExecutor,
-)
+from _process_testing import TESTS_DIR
+from asyncbridge import ProcessExecutor
 
 # -- the channel: frames of any size, beside a chatty stdout ------------------------------
 
