@@ -1,5 +1,5 @@
 """What the process tests share on the parent's side: meeting calls as they run in workers, watching
-worker processes end, and the one place where the tests reach into asyncbridge's process internals.
+worker processes end, and the one place that names attributes of asyncbridge's process module.
 
 (The functions the tests run in workers live in ``_process_helpers``, which workers import: this
 module is kept out of them.)
