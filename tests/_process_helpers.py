@@ -1,4 +1,4 @@
-"""Functions that tests/test_processes.py runs in worker processes.
+"""Functions that the process tests (tests/test_process_*.py) run in worker processes.
 
 They live in a module of their own, importable by name (pytest puts tests/ on
 sys.path and workers get the parent's sys.path), because a worker can only run

@@ -1,0 +1,122 @@
+"""Starting worker processes: the initializer, start failures and their retries, multiprocessing start methods."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+import _process_helpers as helpers
+from _process_testing import process_gone, set_start_retry_delay
+from asyncbridge import ProcessExecutor, WorkerCrashedError, WorkerStartError
+
+# -- the initializer ----------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_initializer_runs_in_each_worker_before_its_calls() -> None:
+    """initializer(*initargs) runs in every worker before its first call."""
+    async with ProcessExecutor(1, initializer=helpers.set_greeting, initargs=("hello",)) as executor:
+        assert await executor.run(helpers.get_greeting) == "hello"
+
+
+# -- start failures -----------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_failing_starts_stop_respawning_and_fail_fast_saying_why(tmp_path: Path) -> None:
+    """A worker that cannot start (failing initializer) is retried a few times, then calls fail
+    at once with WorkerStartError giving the reason, without starting more processes."""
+    counter, flag = tmp_path / "starts", tmp_path / "broken"
+    flag.touch()
+    async with ProcessExecutor(
+        1, initializer=helpers.failing_initializer, initargs=(str(counter), str(flag))
+    ) as executor:
+        with pytest.raises(WorkerStartError) as info:
+            await executor.run(helpers.add, 1)
+        message = str(info.value)
+        assert "failed to start 3 times in a row" in message
+        assert "initializer failing_initializer() raised ValueError: database unreachable" in message
+        assert isinstance(info.value.__cause__, ValueError)
+        assert "database unreachable" in str(info.value.__cause__.__cause__)  # the worker's traceback
+        assert counter.read_text().count("start") == 3
+        for _ in range(5):
+            started = time.monotonic()
+            with pytest.raises(WorkerStartError, match="database unreachable"):
+                await executor.run(helpers.add, 1)
+            assert time.monotonic() - started < 0.1
+        assert counter.read_text().count("start") == 3
+        assert executor.statistics().workers == 0
+
+
+@pytest.mark.anyio
+async def test_calls_run_again_once_a_start_succeeds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After starts kept failing, one start is tried again after START_RETRY_DELAY; once one
+    succeeds, calls run normally."""
+    delay = 0.05
+    set_start_retry_delay(monkeypatch, delay)
+    counter, flag = tmp_path / "starts", tmp_path / "broken"
+    flag.touch()
+    async with ProcessExecutor(
+        1, initializer=helpers.failing_initializer, initargs=(str(counter), str(flag))
+    ) as executor:
+        with pytest.raises(WorkerStartError):
+            await executor.run(helpers.add, 1)
+        retry_from = time.monotonic() + delay  # the last start failed before the call did
+        flag.unlink()  # the database is back
+        while (left := retry_from - time.monotonic()) > 0:
+            await anyio.sleep(left)  # the delay under test, by the clock (timers may end early)
+        assert await executor.run(helpers.add, 2) == 2
+        assert counter.read_text().count("start") == 4
+        assert await executor.run(helpers.add, 3) == 3
+
+
+def test_worker_dying_before_ready_is_a_start_failure_with_its_exit_code() -> None:
+    """A worker process that exits before it is ready (a crash at start-up) counts as a failed
+    start, and the error gives its exit code."""
+    with (
+        ProcessExecutor(1, initializer=helpers.exiting_initializer, initargs=(5,)) as executor,
+        pytest.raises(WorkerStartError, match=r"exited with code 5 before it was ready"),
+    ):
+        executor.submit(helpers.add, 1).result(30)
+
+
+def test_a_launch_that_fails_is_a_start_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """If the worker process cannot be launched at all, calls fail with WorkerStartError naming the OS error."""
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    with (
+        ProcessExecutor(1) as executor,
+        pytest.raises(WorkerStartError, match=r"starting a worker process failed: FileNotFoundError"),
+    ):
+        executor.submit(helpers.add, 1).result(30)
+
+
+# -- multiprocessing start methods --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        "spawn",
+        "forkserver",
+        pytest.param("fork", marks=pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")),
+    ],
+)
+def test_mp_context_starts_workers_with_that_method(method: str) -> None:
+    """mp_context starts workers through multiprocessing; results, errors and crashes behave the same."""
+    with ProcessExecutor(1, mp_context=multiprocessing.get_context(method)) as executor:
+        assert executor.submit(helpers.add, 1, b=2).result(60) == 3
+        pid = executor.submit(helpers.getpid).result(20)
+        assert pid != os.getpid()
+        with pytest.raises(ValueError, match="boom"):
+            executor.submit(helpers.raise_value_error, "boom").result(20)
+        crashed = executor.submit(helpers.crash, "exit").exception(20)
+        assert isinstance(crashed, WorkerCrashedError)
+        assert crashed.exitcode == 3
+        assert executor.submit(helpers.add, 2).result(60) == 2
+    assert process_gone(pid)
