@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from asyncbridge._backends import current_inbox, running_asyncio_loop
-from asyncbridge._call import nested_wait
+from asyncbridge._call import call_route
 
-__all__ = ["current_inbox", "nested_wait", "running_asyncio_loop"]
+__all__ = ["call_route", "current_inbox", "running_asyncio_loop"]

@@ -12,7 +12,7 @@ import threading
 import anyio
 import pytest
 
-from _internals import nested_wait, running_asyncio_loop
+from _internals import call_route, running_asyncio_loop
 from _sync import wait_thread_event
 from asyncbridge import ThreadExecutor, async_wrap, sync_wrap
 from asyncbridge._portal import background_loop_if_started
@@ -565,7 +565,7 @@ def test_trio_a_late_cancel_of_a_finished_call_does_not_reach_the_next_one() -> 
 
     @sync_wrap
     async def first() -> None:
-        waits.append(nested_wait.get())
+        waits.append(call_route.get())
 
     @sync_wrap
     async def second() -> str:

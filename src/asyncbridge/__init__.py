@@ -16,6 +16,7 @@ from ._exceptions import (
     WorkerStartError,
 )
 from ._limit import CapacityLimiter, CapacityLimiterStatistics
+from ._pinned import pinned_thread
 from ._portal import sync_wrap
 from ._processes import ProcessExecutor, to_process
 from ._statistics import ExecutorStatistics
@@ -41,6 +42,7 @@ __all__ = [
     "async_wrap",
     "check_cancelled",
     "get_default_executor",
+    "pinned_thread",
     "set_default_executor",
     "sync_wrap",
     "to_process",

@@ -36,12 +36,13 @@ __all__ = [
     "Nested",
     "NestingExecutor",
     "QueuedWaiter",
+    "Route",
     "Waiter",
+    "call_route",
     "check_cancelled",
     "current_call",
     "current_executor",
     "logger",
-    "nested_wait",
     "set_current_executor",
 ]
 
@@ -114,12 +115,25 @@ class NestingExecutor(CallExecutor, Protocol):
         ...
 
 
-class Nested(Protocol):
-    """A coroutine that a worker started through sync_wrap and is blocked on."""
+class Route(Protocol):
+    """Where the calls made in a context go before an executor's shared queue (see :data:`call_route`).
 
-    executor: object
+    ``deliver`` offers ``call`` (already claimable by the executor) and returns
+    True if the route took it for itself: then only the route runs it. False
+    means the executor queues it as usual, for whichever thread is first.
+    """
 
-    def deliver(self, call: Call, /) -> None: ...
+    @property
+    def executor(self) -> object:
+        """The executor whose calls this route takes."""
+        ...
+
+    def deliver(self, call: Call, /) -> bool: ...
+
+
+class Nested(Route, Protocol):
+    """A coroutine that a worker started through sync_wrap and is blocked on (a :class:`Route` too)."""
+
     def cancel(self) -> None: ...
 
 
@@ -142,11 +156,14 @@ class Job(Protocol):
     def finish_unstarted(self, exc: BaseException, /) -> None: ...
 
 
-# Set, in the context of a coroutine that a worker thread runs through
-# sync_wrap, to what that worker is waiting on: a call that the coroutine makes
-# on the worker's own executor is offered to the waiting worker as well as
-# queued, so nesting can never exhaust a bounded pool (see _portal.py).
-nested_wait: contextvars.ContextVar[Nested | None] = contextvars.ContextVar("asyncbridge_nested_wait", default=None)
+# Where calls made in this context go first, on the route's executor:
+# - in a coroutine that a worker thread runs through sync_wrap, the waiting
+#   worker: a call the coroutine makes on that worker's executor is offered to
+#   it as well as queued, so nesting can never exhaust a bounded pool; inside a
+#   pinned_thread scope, it is the waiting (pinned) worker's alone (_portal.py);
+# - inside ``async with pinned_thread()``, the scope's thread (_pinned.py).
+# One variable for both, so a call costs one context lookup whatever the route.
+call_route: contextvars.ContextVar[Route | None] = contextvars.ContextVar("asyncbridge_call_route", default=None)
 
 
 class Call:

@@ -36,7 +36,7 @@ from typing import Any, Protocol, TypeVar, overload
 from typing_extensions import ParamSpec
 
 from ._backends import AsyncioInbox, Inbox, in_event_loop_thread
-from ._call import Call, NestingExecutor, current_call, current_executor, nested_wait
+from ._call import Call, NestingExecutor, Route, call_route, current_call, current_executor
 
 __all__ = ["sync_wrap"]
 
@@ -159,8 +159,13 @@ class _Wait:
         self.kwargs = kwargs
         self.executor = executor
         self.ctx = ctx
+        # Where calls went before this wait: a pinned_thread scope's thread, whose calls
+        # this waiting thread now takes for itself; calls made after the wait go back there.
+        parent = ctx.get(call_route)
+        self.parent: Route | None = parent if parent is not None and getattr(parent, "pins_thread", False) else None
+        self.exclusive = self.parent is not None
         # Always set: a context copied from an earlier nested call may name a wait that is over.
-        ctx.run(nested_wait.set, self if executor is not None else None)
+        ctx.run(call_route.set, self if executor is not None else None)
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._open = True
@@ -188,16 +193,19 @@ class _Wait:
         self.exc = exc
         self.queue.put(_FINISHED)
 
-    def deliver(self, call: Call) -> None:
+    def deliver(self, call: Call) -> bool:
         """Offer this worker a call the coroutine made on its executor (any thread).
 
-        The call is also in the executor's queue; whoever claims it first runs
-        it. Once the wait is over (a task the coroutine spawned may outlive
-        it), offers are ignored.
+        Usually the call is also in the executor's queue, and whoever claims it
+        first runs it. Inside a pinned_thread scope this (pinned) worker takes
+        it for itself. Once the wait is over (a task the coroutine spawned may
+        outlive it), offers go where they went before the wait.
         """
         with self._lock:
             if self._open:
                 self.queue.put(call)
+                return self.exclusive
+        return self.parent is not None and self.parent.deliver(call)
 
     def cancel(self) -> None:
         """Cancel the coroutine; runs on its loop's thread."""
@@ -250,18 +258,22 @@ class _Wait:
         return result
 
     def _close(self) -> None:
-        self.ctx = contextvars.Context()  # break the cycle ctx -> nested_wait -> self
+        self.ctx = contextvars.Context()  # break the cycle ctx -> call_route -> self
         if self.executor is None:
             return  # nothing is ever delivered to a wait outside a worker
         with self._lock:
             self._open = False
         # Calls delivered but not served here are also in the executor's own
-        # queue, where another worker takes them: just forget them.
+        # queue, where another worker takes them: just forget them. Unless this
+        # wait took them for itself (a pinned thread's): then they are ours to run.
+        executor: NestingExecutor = self.executor  # type: ignore[assignment]
         while True:
             try:
-                self.queue.get_nowait()
+                item = self.queue.get_nowait()
             except queue.Empty:
                 break
+            if self.exclusive and item is not _FINISHED:
+                executor.run_nested_call(item)
 
 
 # -- the background loop for threads that have none --------------------------------

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 from typing_extensions import ParamSpec
 
 from ._backends import current_inbox
-from ._call import DROPPED, RUNNING, Call, FutureCall, logger, nested_wait, set_current_executor
+from ._call import DROPPED, RUNNING, Call, FutureCall, call_route, logger, set_current_executor
 from ._checks import check_count, check_seconds_or_never
 from ._exceptions import ExecutorShutdownError
 from ._executor import ExecutorBase, wait_off_loop
@@ -174,12 +174,13 @@ class ThreadExecutor(ExecutorBase):
         self._claims.add(call)
         ctx = call.ctx
         if ctx is not None:
-            nested = ctx.get(nested_wait)
-            if nested is not None and nested.executor is self:
-                # One of our workers is blocked in sync_wrap waiting for this
-                # caller: offer it the call too. Whoever claims it first runs it,
-                # so it never waits for a free thread that may not come.
-                nested.deliver(call)
+            route = ctx.get(call_route)
+            # One of our workers is blocked in sync_wrap waiting for this caller
+            # (offered the call too: whoever claims it first runs it, so it never
+            # waits for a free thread that may not come), or the caller is in a
+            # pinned_thread scope (its thread takes the call for itself).
+            if route is not None and route.executor is self and route.deliver(call):
+                return
         self._pending.append(call)
         if not self._waking:
             try:
@@ -452,6 +453,11 @@ class ThreadExecutor(ExecutorBase):
                 self._retired.completed += 1
                 self._retired.failed += failed
         call.finish()
+
+    def reject_routed_call(self, call: Call, exc: BaseException, /) -> None:
+        """Fail a call that a route took but will never run (its pinned thread could not start)."""
+        if self._unclaim(call):
+            call.fail(exc)
 
     def statistics(self) -> ExecutorStatistics:
         """Return a snapshot of the pool's state: workers, running, queued, totals, waits."""
