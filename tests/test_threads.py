@@ -530,3 +530,30 @@ asyncio.run(main())
     result, _ = _run_child(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "timed out\nslow finished\n"
+
+
+# -- as asyncio's default executor -----------------------------------------------------
+
+
+async def test_asyncio_to_thread_runs_in_a_thread_executor_set_as_the_loops_default(
+    anyio_backend: tuple[str, dict[str, object]],
+) -> None:
+    """loop.set_default_executor() accepts only ThreadPoolExecutors (3.11+): a ThreadExecutor is one."""
+    if anyio_backend[0] != "asyncio":
+        pytest.skip("trio has no default executor")
+    import asyncio
+    import warnings
+
+    loop = asyncio.get_running_loop()
+    executor = ThreadExecutor(3, name="loop-default")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 3.10 warns about executors that are not ThreadPoolExecutors
+        loop.set_default_executor(executor)
+    try:
+        names = [await asyncio.to_thread(lambda: threading.current_thread().name) for _ in range(3)]
+        names.append(await loop.run_in_executor(None, lambda: threading.current_thread().name))
+        assert all(name.startswith("loop-default-") for name in names)
+        assert executor.statistics().completed == 4
+    finally:
+        await loop.shutdown_default_executor()  # what asyncio.run does at the end
+    assert executor.statistics().workers == 0  # shut down, its threads gone

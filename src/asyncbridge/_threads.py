@@ -90,13 +90,15 @@ class _FutureCall(FutureCall):
         self.drop()
 
 
-class ThreadExecutor(ExecutorBase):
+class ThreadExecutor(ExecutorBase, cf.ThreadPoolExecutor):
     """A bounded thread pool for awaiting blocking functions from asyncio, uvloop or trio.
 
-    It is a :class:`concurrent.futures.Executor` (``submit``, ``map``,
-    ``shutdown``, ``with``), so it drops into code written for
-    ``ThreadPoolExecutor``, and it adds ``await executor.run(fn, *args)``,
-    which is what :func:`asyncbridge.async_wrap` uses. Equivalent plain code::
+    It is a :class:`concurrent.futures.ThreadPoolExecutor` (``submit``,
+    ``map``, ``shutdown``, ``with``), so it drops into code written for one,
+    including ``loop.set_default_executor(ThreadExecutor(...))``, which makes
+    ``asyncio.to_thread`` and ``run_in_executor(None, ...)`` use it; it adds
+    ``await executor.run(fn, *args)``, which is what
+    :func:`asyncbridge.async_wrap` uses. Equivalent plain code::
 
         loop.run_in_executor(ThreadPoolExecutor(max_workers), functools.partial(fn, *args))
 
@@ -143,7 +145,7 @@ class ThreadExecutor(ExecutorBase):
         self._idle: list[_Worker] = []  # parked workers, most recently parked last
         self._workers: set[_Worker] = set()
         self._thread_ids: set[int] = set()
-        self._threads = 0
+        self._thread_count = 0
         self._started = 0
         # Workers woken (or started) that have not yet looked for work. While one
         # is on its way, submitters wake nobody else: it wakes the next one itself
@@ -157,7 +159,7 @@ class ThreadExecutor(ExecutorBase):
         _live[self] = _ExitWatch(self._submitted, self._all_exited)
 
     def __repr__(self) -> str:
-        state = "shut down" if self._shutdown else f"{self._threads} threads"
+        state = "shut down" if self._shutdown else f"{self._thread_count} threads"
         return f"<ThreadExecutor {self._name!r} max_workers={self._max_workers}, {state}>"
 
     @property
@@ -230,9 +232,9 @@ class ThreadExecutor(ExecutorBase):
                 self._waking += 1
                 self._idle.pop().wake.release()
                 return
-            if self._threads >= self._max_workers:
+            if self._thread_count >= self._max_workers:
                 return  # every worker is busy; each looks for work before parking
-            self._threads += 1
+            self._thread_count += 1
             self._waking += 1
             self._started += 1
             self._all_exited.clear()
@@ -251,12 +253,12 @@ class ThreadExecutor(ExecutorBase):
         """A worker thread counted in by ``_wake_one`` could not start: count it out, fail what it strands."""
         stranded: list[Call] = []
         with self._lock:
-            self._threads -= 1
+            self._thread_count -= 1
             self._waking -= 1
             if self._idle:  # others held back while we tried: wake one for them
                 self._waking += 1
                 self._idle.pop().wake.release()
-            elif not self._threads:  # nobody at all will run what is queued
+            elif not self._thread_count:  # nobody at all will run what is queued
                 self._all_exited.set()
                 while self._pending:
                     queued = self._pending.popleft()
@@ -267,14 +269,14 @@ class ThreadExecutor(ExecutorBase):
 
     def _retire(self, worker: _Worker) -> None:
         """Count a worker out; under the lock, in the same section that decides it exits."""
-        self._threads -= 1
+        self._thread_count -= 1
         self._workers.discard(worker)
         retired = self._retired
         retired.completed += worker.completed
         retired.failed += worker.failed
         retired.wait_total += worker.wait_total
         retired.wait_max = max(retired.wait_max, worker.wait_max)
-        if not self._threads:
+        if not self._thread_count:
             self._all_exited.set()
 
     def _work(self) -> None:
@@ -465,7 +467,7 @@ class ThreadExecutor(ExecutorBase):
             workers = [*self._workers, self._retired]
             return ExecutorStatistics(
                 max_workers=self._max_workers,
-                workers=self._threads,
+                workers=self._thread_count,
                 running=sum(w.busy for w in workers),
                 queued=len(self._claims),
                 completed=sum(w.completed for w in workers),
