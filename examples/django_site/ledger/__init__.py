@@ -1,0 +1,1 @@
+"""The example's one app: a ledger of entries written in transactions."""
