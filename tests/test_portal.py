@@ -15,7 +15,7 @@ import pytest
 from _internals import call_route, running_asyncio_loop
 from _sync import wait_thread_event
 from asyncbridge import ThreadExecutor, async_wrap, sync_wrap
-from asyncbridge._portal import background_loop_if_started
+from asyncbridge._background import background_loop_if_started
 
 user: contextvars.ContextVar[str] = contextvars.ContextVar("user", default="nobody")
 

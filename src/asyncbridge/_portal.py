@@ -5,9 +5,10 @@ Where the coroutine runs depends on the calling thread:
 - a worker thread that asyncbridge started for an event loop (``async_wrap``,
   ``to_thread``, ``ThreadExecutor.run``): on that same loop, asyncio or trio,
   so objects bound to it (locks, queues, connections) work;
-- a thread with no event loop: on a background asyncio loop that lives in a
-  daemon thread, started on first use and reused by every such call (one loop,
-  not one per call), and closed at interpreter exit;
+- a thread with no event loop: on a background loop (asyncio, or trio with
+  ``backend="trio"``) that lives in a daemon thread, started on first use and
+  reused by every such call (one loop, not one per call), and closed at
+  interpreter exit (``_background.py``);
 - an event loop's own thread: nowhere. Blocking that thread to wait for a
   coroutine that needs it would deadlock, so it raises at once.
 
@@ -21,21 +22,20 @@ same executor, completes instead of waiting forever for a second thread.
 
 from __future__ import annotations
 
-import asyncio
-import atexit
 import contextlib
 import contextvars
 import functools
+import importlib.util
 import inspect
-import os
 import queue
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar, overload
+from typing import Any, Literal, Protocol, TypeVar, overload
 
 from typing_extensions import ParamSpec
 
-from ._backends import AsyncioInbox, Inbox, in_event_loop_thread
+from ._backends import Inbox, in_event_loop_thread
+from ._background import background_inbox
 from ._call import Call, NestingExecutor, Route, call_route, current_call, current_executor
 
 __all__ = ["sync_wrap"]
@@ -57,13 +57,16 @@ def sync_wrap(fn: Callable[P, Awaitable[T]], /) -> Callable[P, T]: ...
 
 
 @overload
-def sync_wrap() -> _SyncWrapDecorator: ...
+def sync_wrap(*, backend: Literal["asyncio", "trio"] = "asyncio") -> _SyncWrapDecorator: ...
 
 
-def sync_wrap(fn: Callable[..., Awaitable[Any]] | None = None, /) -> Any:
+def sync_wrap(
+    fn: Callable[..., Awaitable[Any]] | None = None, /, *, backend: Literal["asyncio", "trio"] = "asyncio"
+) -> Any:
     """Turn an async function into a sync one that runs it on an event loop and waits.
 
-    Usable bare (``@sync_wrap``) or called (``@sync_wrap()``)::
+    Usable bare (``@sync_wrap``) or called (``@sync_wrap()``,
+    ``@sync_wrap(backend="trio")``)::
 
         @sync_wrap
         async def fetch(url: str) -> bytes:
@@ -77,19 +80,34 @@ def sync_wrap(fn: Callable[..., Awaitable[Any]] | None = None, /) -> Any:
     worker thread, or ``asyncio.run(fetch(url))`` elsewhere, minus their
     traps. Called from a worker thread that asyncbridge started for an event
     loop, the coroutine runs on that loop; called from a thread with no loop,
-    on a shared background loop. The caller's context variables are visible
-    in the coroutine. The signature, name and docstring are kept.
+    on a shared background loop of ``backend``: asyncio by default, or
+    ``"trio"`` for trio-native coroutines (as anyio's blocking portal offers).
+    The caller's context variables are visible in the coroutine. The
+    signature, name and docstring are kept.
 
     If the async caller that started the worker was cancelled, the call
     raises that cancellation instead of starting new async work; if it is
     cancelled while the coroutine runs, the coroutine is cancelled too.
 
+    Args:
+        fn: the async function, in the bare form.
+        backend: the event loop library of the background loop used from
+            threads without a loop ("asyncio" or "trio"). A worker thread that
+            asyncbridge started for a loop always uses that loop.
+
     Raises:
         TypeError: at decoration, ``fn`` is not an async function.
+        ValueError: ``backend`` is neither "asyncio" nor "trio".
+        ImportError: ``backend="trio"`` without trio installed.
         RuntimeError: called on an event loop's own thread, where waiting would
             deadlock: ``await`` the async function there instead.
         BaseException: whatever the coroutine raised, unchanged.
     """
+
+    if backend not in ("asyncio", "trio"):
+        raise ValueError(f"sync_wrap(backend=...) must be 'asyncio' or 'trio', got {backend!r}")
+    if backend == "trio" and importlib.util.find_spec("trio") is None:
+        raise ImportError("sync_wrap(backend='trio') needs trio: pip install asyncbridge[trio]")
 
     def decorate(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
         if not inspect.iscoroutinefunction(fn):
@@ -102,7 +120,7 @@ def sync_wrap(fn: Callable[..., Awaitable[Any]] | None = None, /) -> Any:
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return _call(fn, args, kwargs)
+            return _call(fn, args, kwargs, backend)
 
         return wrapper
 
@@ -111,7 +129,12 @@ def sync_wrap(fn: Callable[..., Awaitable[Any]] | None = None, /) -> Any:
     return decorate(fn)
 
 
-def _call(fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _call(
+    fn: Callable[..., Awaitable[Any]],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    backend: Literal["asyncio", "trio"],
+) -> Any:
     if in_event_loop_thread():
         name = getattr(fn, "__qualname__", repr(fn))
         raise RuntimeError(
@@ -135,7 +158,7 @@ def _call(fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict
         finally:
             outer.nested = None
     # No loop of our own: a plain thread, or a worker running a submit()ed call.
-    return _Wait(fn, args, kwargs, ctx, executor).run_on(_background_inbox(), ours=True)
+    return _Wait(fn, args, kwargs, ctx, executor).run_on(background_inbox(backend), ours=True)
 
 
 class _Wait:
@@ -274,74 +297,3 @@ class _Wait:
                 break
             if self.exclusive and item is not _FINISHED:
                 executor.run_nested_call(item)
-
-
-# -- the background loop for threads that have none --------------------------------
-
-_background_lock = threading.Lock()
-_background: tuple[AsyncioInbox, threading.Thread] | None = None
-
-
-def _background_inbox() -> AsyncioInbox:
-    """The inbox of the shared loop for sync_wrap calls from threads without one; started on first use."""
-    global _background
-    current = _background
-    if current is not None and current[1].is_alive():
-        return current[0]
-    with _background_lock:
-        if _background is None or not _background[1].is_alive():
-            loop = asyncio.new_event_loop()
-            ready = threading.Event()
-
-            def serve() -> None:
-                asyncio.set_event_loop(loop)
-                loop.call_soon(ready.set)
-                loop.run_forever()
-
-            thread = threading.Thread(target=serve, name="asyncbridge-sync-wrap-loop", daemon=True)
-            thread.start()
-            ready.wait()
-            _background = (AsyncioInbox(loop), thread)
-        return _background[0]
-
-
-def _forget_background_after_fork() -> None:
-    global _background
-    _background = None  # its thread does not exist in a forked child
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_background_after_fork)
-
-
-def background_loop_if_started() -> asyncio.AbstractEventLoop | None:
-    """The background loop, if one is running (for tests and diagnostics)."""
-    current = _background
-    return current[0].loop if current is not None and current[1].is_alive() else None
-
-
-@atexit.register
-def _close_background_loop() -> None:
-    """At interpreter exit: cancel what still runs on the background loop, stop and close it."""
-    global _background
-    with _background_lock:
-        current, _background = _background, None
-    if current is None:
-        return
-    inbox, thread = current
-    loop = inbox.loop
-
-    async def cancel_all() -> None:
-        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await loop.shutdown_asyncgens()
-
-    # Best effort at exit: a stuck coroutine must not hang the interpreter.
-    with contextlib.suppress(Exception):
-        asyncio.run_coroutine_threadsafe(cancel_all(), loop).result(timeout=5)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(timeout=5)
-    if not thread.is_alive():
-        loop.close()
