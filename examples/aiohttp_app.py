@@ -20,7 +20,6 @@ import time
 
 from aiohttp import web
 
-import asyncbridge
 from asyncbridge import async_wrap, pinned_thread
 
 
@@ -86,11 +85,6 @@ def make_app() -> web.Application:
             web.get("/health", health),
         ]
     )
-
-    async def close_pool(app: web.Application) -> None:
-        await asyncbridge.get_default_executor().aclose()
-
-    app.on_cleanup.append(close_pool)
     return app
 
 

@@ -39,12 +39,16 @@ def load_example() -> ModuleType:
 async def client(
     anyio_backend: tuple[str, dict[str, object]],
 ) -> AsyncIterator[TestClient[aiohttp.web.Request, aiohttp.web.Application]]:
-    previous = asyncbridge.set_default_executor(asyncbridge.ThreadExecutor(8, name="aiohttp-pool"))
-    server = TestServer(load_example().make_app(), host="127.0.0.1")
-    async with TestClient(server) as test_client:
-        yield test_client
-    if previous is not None:
+    previous = asyncbridge.get_default_executor()
+    pool = asyncbridge.ThreadExecutor(8, name="aiohttp-pool")
+    asyncbridge.set_default_executor(pool)
+    try:
+        server = TestServer(load_example().make_app(), host="127.0.0.1")
+        async with TestClient(server) as test_client:
+            yield test_client
+    finally:
         asyncbridge.set_default_executor(previous)
+        await pool.aclose()
 
 
 async def test_blocking_calls_leave_the_loop_free_for_other_requests(client: TestClient) -> None:  # type: ignore[type-arg]
