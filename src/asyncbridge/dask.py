@@ -253,7 +253,9 @@ class DaskExecutor(ExecutorBase):
 
     def submit_call(self, call: Call, /) -> None:
         client = self._client
-        if client is not None and client.asynchronous:
+        # Client.asynchronous says whether this thread runs the client's loop now; the mode the
+        # client was created in is its _asynchronous.
+        if client is not None and getattr(client, "_asynchronous", False):
             self._check_async_client(client)
         with self._lock:
             if self._shutdown:
