@@ -27,7 +27,6 @@ from asyncbridge import AsyncBridgeError, ExecutorShutdownError, WorkerCrashedEr
 from asyncbridge.dask import DaskExecutor
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
 # -- the cluster ---------------------------------------------------------------------
 
@@ -39,7 +38,7 @@ def cluster() -> Iterator[Any]:
         n_workers=2,
         processes=True,
         threads_per_worker=1,
-        dashboard_address=None,
+        dashboard_address=":0",
         host="127.0.0.1",
         scheduler_port=helpers.SCHEDULER_PORT,
     ) as local_cluster:
@@ -486,3 +485,29 @@ def test_asyncbridge_errors_stay_in_the_tree() -> None:
     """The errors the executor raises of its own are asyncbridge's (besides ConnectionError)."""
     assert issubclass(WorkerCrashedError, AsyncBridgeError)
     assert issubclass(ExecutorShutdownError, AsyncBridgeError)
+
+
+# -- the documentation's example ---------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_the_offload_example_runs_against_a_given_scheduler(
+    cluster: Any, anyio_backend: tuple[str, dict[str, Any]]
+) -> None:
+    """examples/dask_offload.py (shown in docs/dask.md) runs on the cluster named by DASK_SCHEDULER_ADDRESS,
+    under the same event loop as this test, and prints the right counts."""
+    loop = "uvloop" if anyio_backend[1].get("use_uvloop") else anyio_backend[0]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+        "DASK_SCHEDULER_ADDRESS": cluster.scheduler_address,
+    }
+    with anyio.fail_after(120):
+        done = await anyio.run_process(
+            [sys.executable, str(ROOT / "examples" / "dask_offload.py"), loop], env=env, check=False
+        )
+    out = done.stdout.decode()
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    assert "primes below 10,000: 1,229" in out
+    assert "primes below 80,000: 7,837" in out
+    assert "8 calls in" in out
