@@ -122,6 +122,16 @@ async def test_the_functions_exception_reaches_the_caller(executor: DaskExecutor
     assert executor.statistics().failed == 1
 
 
+@pytest.mark.anyio
+async def test_an_unpicklable_argument_fails_the_call(executor: DaskExecutor) -> None:
+    """An argument Dask cannot serialize fails that call with TypeError (no hang); the next call works."""
+    import threading
+
+    with anyio.fail_after(60), pytest.raises(TypeError, match=r"serialize|pickle"):
+        await executor.run(helpers.add_one, threading.Lock())
+    assert await executor.run(helpers.add_one, 1) == 2
+
+
 # -- (b) no deduplication, no stolen keyword arguments ---------------------------------------
 
 
@@ -511,3 +521,15 @@ async def test_the_offload_example_runs_against_a_given_scheduler(
     assert "primes below 10,000: 1,229" in out
     assert "primes below 80,000: 7,837" in out
     assert "8 calls in" in out
+
+
+def test_every_python_example_in_the_docs_is_a_tested_example_program() -> None:
+    """Each python code block of docs/dask.md is, verbatim, a whole program in examples/ (run above)."""
+    import re
+
+    text = (ROOT / "docs" / "dask.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    assert blocks
+    programs = {path.read_text() for path in (ROOT / "examples").glob("dask_*.py")}
+    for block in blocks:
+        assert block in programs, f"not an example program:\n{block[:200]}"
