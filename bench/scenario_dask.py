@@ -17,7 +17,11 @@ event loop, three measurements, the two executors alternating round by round
   about 50 ms here, in calls/s (two workers can do at most 2 / 0.05 = 40/s).
 
 The ratio column is Dask / Process: above 1 means Dask takes longer
-(overhead) or does more (throughput), as labelled.
+(overhead) or does more (throughput), as labelled. A third column is the
+reference for what Dask itself costs: the same work through Dask's own
+synchronous client from a plain thread (``submit(...).result()`` in sequence,
+``gather`` of concurrent submits), and the last ratio is DaskExecutor's cost
+over it.
 """
 
 from __future__ import annotations
@@ -70,21 +74,47 @@ async def one_round(run: Callable[..., Any], iterations: int) -> dict[str, float
     }
 
 
+def raw_round(client: Any, iterations: int) -> dict[str, float]:
+    """The reference: Dask's own synchronous client, from a plain thread (what a sync program does)."""
+    for i in range(20):
+        client.submit(echo, i, pure=False).result()
+    start = time.perf_counter()
+    for i in range(SEQUENTIAL_CALLS):
+        client.submit(echo, i, pure=False).result()
+    overhead_ms = (time.perf_counter() - start) / SEQUENTIAL_CALLS * 1000
+    rates = []
+    for fn, arg, calls in ((echo, 1, SMALL_CALLS), (spin, iterations, CPU_CALLS)):
+        start = time.perf_counter()
+        client.gather([client.submit(fn, arg, pure=False) for _ in range(calls)])
+        rates.append(calls / (time.perf_counter() - start))
+    return {"overhead_ms": overhead_ms, "small_per_s": rates[0], "cpu_per_s": rates[1]}
+
+
 async def measure(backend: str, address: str, rounds: int, iterations: int) -> dict[str, dict[str, list[float]]]:
+    import distributed
+
     from asyncbridge import ProcessExecutor
     from asyncbridge.dask import DaskExecutor
 
-    samples: dict[str, dict[str, list[float]]] = {"process": {}, "dask": {}}
-    async with ProcessExecutor(WORKERS) as processes, DaskExecutor(address) as dask:
-        runs = {"process": processes.run, "dask": dask.run}
-        for run in runs.values():  # warm up: workers started, modules imported
-            await one_round(run, iterations)
-        for r in range(rounds):
-            order = list(runs) if r % 2 == 0 else list(reversed(runs))
-            for name in order:
-                for metric, value in (await one_round(runs[name], iterations)).items():
-                    samples[name].setdefault(metric, []).append(value)
-            print(f"  {backend}: round {r + 1}/{rounds} done", file=sys.stderr)
+    samples: dict[str, dict[str, list[float]]] = {"process": {}, "dask": {}, "raw": {}}
+    client = await anyio.to_thread.run_sync(lambda: distributed.Client(address, set_as_default=False))
+    try:
+        async with ProcessExecutor(WORKERS) as processes, DaskExecutor(address) as dask:
+            runs: dict[str, Callable[[], Any]] = {
+                "process": lambda: one_round(processes.run, iterations),
+                "dask": lambda: one_round(dask.run, iterations),
+                "raw": lambda: anyio.to_thread.run_sync(raw_round, client, iterations),
+            }
+            for run in runs.values():  # warm up: workers started, modules imported
+                await run()
+            for r in range(rounds):
+                order = list(runs)[r % 3 :] + list(runs)[: r % 3]
+                for name in order:
+                    for metric, value in (await runs[name]()).items():
+                        samples[name].setdefault(metric, []).append(value)
+                print(f"  {backend}: round {r + 1}/{rounds} done", file=sys.stderr)
+    finally:
+        await anyio.to_thread.run_sync(client.close)
     return samples
 
 
@@ -100,16 +130,19 @@ ROWS = [
 
 def table(results: dict[str, dict[str, dict[str, list[float]]]]) -> str:
     lines = [
-        "| loop | measurement | ProcessExecutor(2) | DaskExecutor (2 workers) | Dask / Process |",
-        "|---|---|---:|---:|---:|",
+        "| loop | measurement | ProcessExecutor(2) | DaskExecutor (2 workers) | Dask / Process "
+        "| Dask's own sync client (reference) | DaskExecutor / Dask's client |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for backend, samples in results.items():
         for metric, label in ROWS:
             process = statistics.median(samples["process"][metric])
             dask = statistics.median(samples["dask"][metric])
+            raw = statistics.median(samples["raw"][metric])
             digits = 2 if metric == "overhead_ms" else 0
             lines.append(
-                f"| {backend} | {label} | {process:,.{digits}f} | {dask:,.{digits}f} | {dask / process:.2f}x |"
+                f"| {backend} | {label} | {process:,.{digits}f} | {dask:,.{digits}f} | {dask / process:.2f}x "
+                f"| {raw:,.{digits}f} | {dask / raw:.2f}x |"
             )
     return "\n".join(lines)
 
