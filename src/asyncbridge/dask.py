@@ -160,8 +160,10 @@ class DaskExecutor(ExecutorBase):
 
     Raises:
         TypeError: an argument has the wrong type.
-        ValueError: ``max_pending`` below 1, ``retries`` negative, an empty
-            address, or ``connect_timeout`` not a positive number of seconds.
+        ValueError: ``max_pending`` below 1, ``retries`` negative, a negative
+            resource amount, an empty address, a client that is not running
+            (closed, or asynchronous and not awaited yet), or
+            ``connect_timeout`` not a positive number of seconds.
     """
 
     def __init__(
