@@ -199,21 +199,22 @@ async def test_a_timed_out_call_is_released_and_one_still_queued_never_runs(
     started, gate = f"started-{uuid.uuid4().hex}", f"gate-{uuid.uuid4().hex}"
     log = tmp_path / "never.log"
     async with DaskExecutor(cluster.scheduler_address, max_pending=1) as executor:
-        gated = async_wrap(executor=executor, timeout=60)(helpers.gated)
         queued = async_wrap(executor=executor, timeout=0.2)(helpers.append_line)
         try:
             async with anyio.create_task_group() as tg:
 
-                async def hold_the_slot() -> None:
-                    with pytest.raises(TimeoutError):
-                        with anyio.fail_after(1):
-                            await gated(started, gate)
+                async def hold_the_slot(*, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+                    with anyio.CancelScope() as scope:
+                        task_status.started(scope)
+                        await executor.run(helpers.gated, started, gate)
+                    assert scope.cancelled_caught
 
-                tg.start_soon(hold_the_slot)
+                running_scope = await tg.start(hold_the_slot)
                 assert await to_thread(distributed.Event(started, client=workers).wait, 60)
                 with pytest.raises(TimeoutError, match="append_line"):
                     await queued(str(log), "never")
                 assert executor.statistics().queued == 0
+                running_scope.deadline = anyio.current_time()  # the running call's await times out now
             await wait_until_gone(workers, "gated-")
             assert not await on_scheduler(workers, helpers.keys_starting_with, "append_line-")
             assert not log.exists()
@@ -328,6 +329,29 @@ async def test_a_users_synchronous_client_is_used_and_never_closed(cluster: Any,
         assert client.status == "running"
         assert await to_thread(client.submit(helpers.add_one, 2).result, 30) == 3
     finally:
+        await to_thread(client.close)
+
+
+@pytest.mark.anyio
+async def test_a_call_whose_client_closes_fails_with_executor_shutdown(cluster: Any, workers: Any) -> None:
+    """The user's client closed while a call runs: the caller gets ExecutorShutdownError naming the call,
+    not a hang and not a bare Dask cancellation."""
+    started, gate = f"started-{uuid.uuid4().hex}", f"gate-{uuid.uuid4().hex}"
+    client = await to_thread(lambda: distributed.Client(cluster, set_as_default=False))
+    try:
+        executor = DaskExecutor(client)
+        async with anyio.create_task_group() as tg:
+
+            async def call() -> None:
+                with anyio.fail_after(60), pytest.raises(ExecutorShutdownError, match=r"gated\(\)"):
+                    await executor.run(helpers.gated, started, gate)
+
+            tg.start_soon(call)
+            assert await to_thread(distributed.Event(started, client=workers).wait, 60)
+            await to_thread(client.close)
+        await executor.aclose()
+    finally:
+        await to_thread(distributed.Event(gate, client=workers).set)
         await to_thread(client.close)
 
 

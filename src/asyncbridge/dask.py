@@ -39,7 +39,6 @@ try:
     # of this module should not depend on which Dask version is installed.
     distributed: Any = importlib.import_module("distributed")
     KilledWorker: type[BaseException] = importlib.import_module("distributed.scheduler").KilledWorker
-    FutureCancelledError: type[BaseException] = distributed.client.FutureCancelledError
 except ImportError as _exc:  # pragma: no cover - exercised by a subprocess test
     raise ImportError(
         f"asyncbridge.dask needs Dask's distributed package: install it with 'pip install asyncbridge[dask]' ({_exc})"
@@ -504,7 +503,7 @@ class DaskExecutor(ExecutorBase):
                 "set DaskExecutor(retries=...) to submit it again"
             )
             exc.__cause__ = killed
-        except FutureCancelledError as cancelled:
+        except cf.CancelledError as cancelled:  # Dask's FutureCancelledError (a subclass, from 2024.x) included
             if sent.settled:
                 future.release()
                 return  # cancelled by drop_call: the caller is gone
