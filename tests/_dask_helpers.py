@@ -68,6 +68,15 @@ def count_primes_on_dask(limit: int) -> int:
     return _count_primes(limit)
 
 
+MARK = "as imported"  # a test changes it in its own process only
+
+
+@async_wrap(executor=DASK)
+def read_mark() -> str:
+    """MARK as the process running this sees it: the module's own when sent by reference."""
+    return MARK
+
+
 def whoami() -> int:
     return os.getpid()
 

@@ -104,6 +104,14 @@ async def test_decorated_cpu_function_runs_through_every_executor(cluster: Any, 
 
 
 @pytest.mark.anyio
+async def test_a_decorated_function_is_sent_by_reference(cluster: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker imports the decorated function's module and finds it there (by name), rather than
+    receiving a copy of it and of the globals it reads (cloudpickle's way for a name that finds a wrapper)."""
+    monkeypatch.setattr(helpers, "MARK", "changed in the test process")
+    assert await helpers.read_mark() == "as imported"
+
+
+@pytest.mark.anyio
 async def test_calls_run_in_the_dask_worker_processes(executor: DaskExecutor, workers: Any) -> None:
     """A call runs in a Dask worker process, not in this one; run(), submit() and map() all work."""
     worker_pids = set((await to_thread(workers.run, os.getpid)).values())
