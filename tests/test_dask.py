@@ -391,7 +391,7 @@ async def test_shutdown_waits_for_calls_in_flight(cluster: Any) -> None:
 
 @pytest.mark.anyio
 async def test_an_asynchronous_client_works_on_its_own_loop_only(
-    cluster: Any, anyio_backend: tuple[str, dict[str, Any]]
+    cluster: Any, workers: Any, anyio_backend: tuple[str, dict[str, Any]]
 ) -> None:
     """An asynchronous client serves calls on its own asyncio loop; elsewhere the error says what to pass."""
     if anyio_backend[0] == "trio":
@@ -413,6 +413,17 @@ async def test_an_asynchronous_client_works_on_its_own_loop_only(
                     tg.start_soon(wrapped, i)
             assert await executor.run(helpers.add_one, 1) == 2
             assert executor.statistics().completed == 6
+            # Cancelling: the Dask future's cancel() is a coroutine on this client, awaited on its loop.
+            started, gate = f"started-{uuid.uuid4().hex}", f"gate-{uuid.uuid4().hex}"
+            try:
+                with anyio.CancelScope() as scope:
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(executor.run, helpers.gated, started, gate)
+                        assert await to_thread(distributed.Event(started, client=workers).wait, 60)
+                        scope.cancel()
+                await wait_until_gone(workers, "gated-")
+            finally:
+                await to_thread(distributed.Event(gate, client=workers).set)
         assert client.status == "running"
         other = AsyncClientThread(cluster.scheduler_address)
         try:
