@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import distributed
 import pytest
 
@@ -387,6 +388,35 @@ async def test_shutdown_waits_for_calls_in_flight(cluster: Any) -> None:
     await to_thread(executor.shutdown)
     assert all(f.done() for f in futures)
     assert all(isinstance(f.result(), int) for f in futures)
+
+
+@pytest.mark.anyio
+async def test_shutdown_cancel_futures_settles_the_calls_still_waiting(cluster: Any, workers: Any) -> None:
+    """shutdown(cancel_futures=True): calls still waiting for max_pending room are cancelled (Futures) or
+    fail with ExecutorShutdownError (awaits); the call in flight finishes."""
+    started, gate = f"started-{uuid.uuid4().hex}", f"gate-{uuid.uuid4().hex}"
+    executor = DaskExecutor(cluster.scheduler_address, max_pending=1)
+    try:
+        running = executor.submit(helpers.gated, started, gate)
+        assert await to_thread(distributed.Event(started, client=workers).wait, 60)
+        waiting = executor.submit(helpers.add_one, 1)
+        async with anyio.create_task_group() as tg:
+
+            async def awaited() -> None:
+                with pytest.raises(ExecutorShutdownError, match="shut down before this call was sent"):
+                    await executor.run(helpers.add_one, 2)
+
+            tg.start_soon(awaited)
+            with anyio.fail_after(10):
+                while executor.statistics().queued < 2:  # until the awaited call has joined the queue
+                    await anyio.lowlevel.checkpoint()
+            executor.shutdown(wait=False, cancel_futures=True)
+        assert waiting.cancelled()
+        assert not running.done()
+    finally:
+        await to_thread(distributed.Event(gate, client=workers).set)
+        await executor.aclose()
+    assert running.result() == "through the gate"
 
 
 @pytest.mark.anyio
