@@ -17,6 +17,7 @@ from asyncbridge import (
     to_process,
     to_thread,
 )
+from asyncbridge.dask import DaskExecutor
 
 
 @async_wrap
@@ -100,6 +101,12 @@ async def uses() -> None:
     assert_type(processes.submit(abs, -3), cf.Future[int])
     assert_type(await to_process(divmod, 9, 4), tuple[int, int])
     assert_type(await async_wrap(executor=processes)(str.upper)("a"), str)
+    dask = DaskExecutor("tcp://127.0.0.1:8786", max_pending=50)
+    assert_type(await dask.run(pow, 2, 8), int)
+    assert_type(dask.submit(abs, -3), cf.Future[int])
+    assert_type(dask.statistics(), ExecutorStatistics)
+    assert_type(dask.max_pending, int | None)
+    assert_type(await async_wrap(executor=dask)(str.upper)("a"), str)
     await to_process(abs, "x")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     await bare("not an int")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     await called(1, 2)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
