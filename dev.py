@@ -92,7 +92,10 @@ def main(argv: list[str]) -> int:
     version = None
     if rest[:1] == ["--python"]:
         version, rest = rest[1], rest[2:]
-    python = venv_for(find_python(version), *GROUPS[command])
+    suffix, groups = GROUPS[command]
+    if version is not None and command == "test":
+        groups = ("test",)  # another Python only runs the suite: no linters to install there
+    python = venv_for(find_python(version), suffix, groups)
     if command == "demo":
         return run([str(python), "-m", "asyncbridge", "demo", *rest])
     if command == "test":
