@@ -7,6 +7,8 @@
     python3 dev.py test-plain           # the process tests on a plain install (no cloudpickle, no frameworks)
     python3 dev.py lint                 # ruff, mypy --strict and pyright (strict)
     python3 dev.py bench [ARGS...]      # the benchmarks against the peers (bench/run.py)
+    python3 dev.py docs                 # build the docs site (strict) into site/ and test it in a browser
+    python3 dev.py docs serve           # serve the docs site on http://127.0.0.1:8000, rebuilt on edits
 
 Each command makes (or reuses) a virtual environment under .venv*/ and
 installs the project into it with the dependency groups it needs (PEP 735,
@@ -34,9 +36,12 @@ GROUPS = {
     "lint": ("", ("test", "lint")),
     "test-plain": ("-plain", ("test-plain",)),
     "bench": ("-bench", ("bench", "test")),
+    "docs": ("-docs", ("docs",)),
 }
 # What test-plain runs: the process tests, whose pickling an installed cloudpickle once hid a bug from.
 PLAIN_TESTS = ["tests/test_plain_install.py", "tests/test_process_*.py"]
+# What docs runs after the build; ASYNCBRIDGE_DOCS_TESTS=1 makes them fail, not skip, without mkdocs or a browser.
+DOCS_TESTS = ["tests/test_docs_site.py", "tests/test_doc_snippets.py"]
 
 
 def find_python(version: str | None) -> str:
@@ -105,6 +110,13 @@ def main(argv: list[str]) -> int:
         return run([str(python), "-m", "pytest", *tests, *rest], env={"ASYNCBRIDGE_PLAIN_INSTALL": "1"})
     if command == "bench":
         return run([str(python), "bench/run.py", *rest])
+    if command == "docs":
+        if rest[:1] == ["serve"]:
+            return run([str(python), "-m", "mkdocs", "serve", *rest[1:]])
+        if rest[:1] == ["build"]:
+            rest = rest[1:]
+        status = run([str(python), "-m", "mkdocs", "build", "--strict", "--site-dir", "site"])
+        return status or run([str(python), "-m", "pytest", *DOCS_TESTS, *rest], env={"ASYNCBRIDGE_DOCS_TESTS": "1"})
     bindir = python.parent
     status = 0
     for cmd in (
