@@ -258,10 +258,11 @@ def test_search_finds_async_wrap(base_url: str, page: Page) -> None:
 
 
 def test_the_api_reference_shows_typed_signatures(base_url: str, page: Page) -> None:
-    open_page(page, base_url + "reference/wrapping/")
-    signatures = page.locator(".doc-signature").all_inner_texts()
-    assert any("executor: Executor | None = None" in signature for signature in signatures), signatures
-    assert page.locator("h2#asyncbridge.async_wrap, [id='asyncbridge.async_wrap']").count() == 1
+    open_page(page, base_url + "reference/executors/")
+    assert page.locator("[id='asyncbridge.ThreadExecutor']").count() == 1
+    signature = page.locator("[id='asyncbridge.ThreadExecutor'] + .doc-signature").first.inner_text()
+    assert "max_workers: int = DEFAULT_MAX_THREADS" in signature
+    assert "idle_timeout: float | None" in signature
 
 
 def test_the_changelog_page_includes_changelog_md(base_url: str, page: Page) -> None:
