@@ -1,24 +1,32 @@
-"""The Python examples in README.md and docs/: every fenced ```python block compiles.
+"""The Python examples in README.md and docs/: every fenced ```python block compiles, the runnable ones run.
 
 Top-level ``await``, ``async with`` and ``async for`` are allowed, as in the
-examples (``ast.PyCF_ALLOW_TOP_LEVEL_AWAIT``). A block preceded by the
-comment ``<!-- skip: next -->`` (Sybil's spelling) is marked as not runnable:
-it is still compiled, never run. Fragments that use names they do not define
-(``legacy_db``, ``serve()``) compile fine; a syntax error does not.
+examples (``ast.PyCF_ALLOW_TOP_LEVEL_AWAIT``). Fragments that use names they do
+not define (``legacy_db``, ``serve()``) compile fine; a syntax error does not.
+
+Most examples are such fragments, so running is opt-in: a block preceded by
+the comment ``<!-- run: next -->`` is run, top-level awaits included, under
+asyncio, uvloop and trio, each time in a fresh namespace, under the blocking
+detector like every async test. A block preceded by ``<!-- skip: next -->``
+(Sybil's spelling) is marked as not runnable and is only compiled. The comments
+are invisible on GitHub and on the docs site.
 """
 
 from __future__ import annotations
 
 import ast
+import inspect
 import re
+import types
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`\n]*)$")
-SKIP_MARK = re.compile(r"^[ \t]*<!--\s*skip:\s*next\s*-->[ \t]*$")
+MARK = re.compile(r"^[ \t]*<!--\s*(?P<mark>run|skip):\s*next\s*-->[ \t]*$")
 
 
 @dataclass(frozen=True)
@@ -26,7 +34,7 @@ class Snippet:
     path: str  # relative to the repository root
     line: int  # 1-based line of the opening fence
     source: str
-    runnable: bool  # False when marked <!-- skip: next -->
+    runnable: bool  # True when marked <!-- run: next -->
 
     @property
     def name(self) -> str:
@@ -37,15 +45,16 @@ def snippets_in(text: str, path: str) -> list[Snippet]:
     """The fenced python blocks of a markdown text, de-indented (blocks may sit in list items)."""
     lines = text.splitlines()
     found: list[Snippet] = []
-    skip_next = False
+    mark: str | None = None  # the <!-- run|skip: next --> comment that applies to the next block
     i = 0
     while i < len(lines):
         opening = FENCE.match(lines[i])
         if opening is None:
-            if SKIP_MARK.match(lines[i]):
-                skip_next = True
+            marked = MARK.match(lines[i])
+            if marked:
+                mark = marked["mark"]
             elif lines[i].strip():
-                skip_next = False
+                mark = None
             i += 1
             continue
         indent, fence = opening["indent"], opening["fence"]
@@ -57,16 +66,25 @@ def snippets_in(text: str, path: str) -> list[Snippet]:
             body.append(lines[j].removeprefix(indent))
             j += 1
         if language in {"python", "py", "python3"}:
-            found.append(Snippet(path, i + 1, "\n".join(body) + "\n", runnable=not skip_next))
-        skip_next = False
+            found.append(Snippet(path, i + 1, "\n".join(body) + "\n", runnable=mark == "run"))
+        mark = None
         i = j + 1
     return found
 
 
-def compile_snippet(snippet: Snippet) -> None:
-    # Lines are offset so that a SyntaxError names the line in the markdown file.
+def compile_snippet(snippet: Snippet) -> types.CodeType:
+    # Lines are offset so that errors and tracebacks name the line in the markdown file.
     source = "\n" * snippet.line + snippet.source
-    compile(source, snippet.path, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
+    return compile(source, snippet.path, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
+
+
+async def run_snippet(snippet: Snippet) -> dict[str, Any]:
+    """Run a snippet in a fresh namespace, awaiting its top-level awaits on the running loop; return the namespace."""
+    namespace: dict[str, Any] = {"__name__": "__doc_snippet__"}
+    result = eval(compile_snippet(snippet), namespace)  # a coroutine when the code has a top-level await
+    if inspect.iscoroutine(result):
+        await result
+    return namespace
 
 
 def all_snippets() -> list[Snippet]:
@@ -82,9 +100,22 @@ def test_the_docs_have_python_examples() -> None:
     assert len({snippet.path for snippet in SNIPPETS}) >= 5
 
 
+RUNNABLE = [snippet for snippet in SNIPPETS if snippet.runnable]
+
+
 @pytest.mark.parametrize("snippet", SNIPPETS, ids=[snippet.name for snippet in SNIPPETS])
 def test_snippet_compiles(snippet: Snippet) -> None:
     compile_snippet(snippet)
+
+
+def test_some_snippets_are_run() -> None:
+    assert RUNNABLE, "no block is marked <!-- run: next -->; test_runnable_snippet would run nothing"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("snippet", RUNNABLE, ids=[snippet.name for snippet in RUNNABLE])
+async def test_runnable_snippet(snippet: Snippet) -> None:
+    await run_snippet(snippet)
 
 
 EXAMPLE = """\
@@ -107,6 +138,18 @@ x = 1
 print("not run")
 ~~~~
 
+<!-- run: next -->
+```py
+y = 2
+```
+
+<!-- run: next -->
+A paragraph in between cancels the mark.
+
+```python
+z = 3
+```
+
 ```console
 $ not python
 ```
@@ -120,9 +163,11 @@ plain
 def test_snippets_in_finds_fences_indented_tilde_and_marked_blocks() -> None:
     snippets = snippets_in(EXAMPLE, "example.md")
     assert [(s.line, s.source, s.runnable) for s in snippets] == [
-        (3, "x = 1\n", True),
-        (9, "async with lock:\n    await go()\n", True),
+        (3, "x = 1\n", False),
+        (9, "async with lock:\n    await go()\n", False),
         (16, 'print("not run")\n', False),
+        (21, "y = 2\n", True),
+        (28, "z = 3\n", False),
     ]
 
 
@@ -131,3 +176,14 @@ def test_compile_snippet_allows_top_level_await_and_reports_the_markdown_line() 
     with pytest.raises(SyntaxError) as caught:
         compile_snippet(Snippet("example.md", 20, "x = 1\ndef broken(:\n", runnable=True))
     assert (caught.value.filename, caught.value.lineno) == ("example.md", 22)
+
+
+@pytest.mark.anyio
+async def test_run_snippet_awaits_top_level_awaits_and_raises_what_the_snippet_raises() -> None:
+    source = "import anyio\nawait anyio.sleep(0)\nvalue = await anyio.to_thread.run_sync(lambda: 42)\n"
+    namespace = await run_snippet(Snippet("example.md", 1, source, runnable=True))
+    assert namespace["value"] == 42
+    with pytest.raises(AssertionError) as caught:
+        await run_snippet(Snippet("example.md", 40, "import anyio\nawait anyio.sleep(0)\nassert 1 == 2\n", True))
+    frame = caught.traceback[-1]
+    assert (Path(frame.path).name, frame.lineno + 1) == ("example.md", 43)  # pytest counts lines from 0
