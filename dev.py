@@ -111,11 +111,12 @@ def main(argv: list[str]) -> int:
     if command == "bench":
         return run([str(python), "bench/run.py", *rest])
     if command == "docs":
+        quiet = {"NO_MKDOCS_2_WARNING": "1"}  # Material's banner about its successor, on every run
         if rest[:1] == ["serve"]:
-            return run([str(python), "-m", "mkdocs", "serve", *rest[1:]])
+            return run([str(python), "-m", "mkdocs", "serve", *rest[1:]], env=quiet)
         if rest[:1] == ["build"]:
             rest = rest[1:]
-        status = run([str(python), "-m", "mkdocs", "build", "--strict", "--site-dir", "site"])
+        status = run([str(python), "-m", "mkdocs", "build", "--strict", "--site-dir", "site"], env=quiet)
         return status or run([str(python), "-m", "pytest", *DOCS_TESTS, *rest], env={"ASYNCBRIDGE_DOCS_TESTS": "1"})
     bindir = python.parent
     status = 0
