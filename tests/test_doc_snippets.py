@@ -10,6 +10,9 @@ asyncio, uvloop and trio, each time in a fresh namespace, under the blocking
 detector like every async test. A block preceded by ``<!-- skip: next -->``
 (Sybil's spelling) is marked as not runnable and is only compiled. The comments
 are invisible on GitHub and on the docs site.
+
+The one hand-written table of the API reference, the pytest plugin's options,
+is checked against what the plugin registers.
 """
 
 from __future__ import annotations
@@ -187,3 +190,24 @@ async def test_run_snippet_awaits_top_level_awaits_and_raises_what_the_snippet_r
         await run_snippet(Snippet("example.md", 40, "import anyio\nawait anyio.sleep(0)\nassert 1 == 2\n", True))
     frame = caught.traceback[-1]
     assert (Path(frame.path).name, frame.lineno + 1) == ("example.md", 43)  # pytest counts lines from 0
+
+
+def test_the_reference_lists_every_pytest_option_of_the_plugin(pytester: pytest.Pytester) -> None:
+    page = (ROOT / "docs" / "reference" / "detector.md").read_text()
+    help_lines = pytester.runpytest("--help").stdout.lines
+    start = next(i for i, line in enumerate(help_lines) if line.startswith("asyncbridge:"))
+    end = next(i for i in range(start, len(help_lines)) if not help_lines[i].strip())
+    options = [m[1] for line in help_lines[start:end] if (m := re.match(r"  (--[\w-]+)", line))]
+    ini_names = [m[1] for line in help_lines if (m := re.match(r"  (blocking_\w+) \(", line))]
+    markers = [
+        m[1]
+        for line in pytester.runpytest("--markers").stdout.lines
+        if (m := re.match(r"@pytest\.mark\.(blocking\w*)", line))
+    ]
+    assert options, help_lines
+    assert ini_names, help_lines
+    assert markers
+    missing = [
+        name for name in [*options, *ini_names, *markers] if f"`{name}" not in page and f"mark.{name}(" not in page
+    ]
+    assert not missing, f"docs/reference/detector.md does not describe {missing}"
