@@ -265,6 +265,23 @@ def test_the_api_reference_shows_typed_signatures(base_url: str, page: Page) -> 
     assert "idle_timeout: float | None" in signature
 
 
+SPHINX_ROLE = re.compile(r":(class|func|meth|attr|exc|data|mod|obj):`")
+
+
+def test_the_api_reference_shows_no_sphinx_markup_and_links_public_names(base_url: str, page: Page) -> None:
+    """docs/reference/sphinx_roles.py turns the docstrings' roles into code spans and links."""
+    for area in ("wrapping", "executors", "processes", "detector", "exceptions"):
+        open_page(page, f"{base_url}reference/{area}/")
+        text = page.locator("article").inner_text()
+        assert not SPHINX_ROLE.search(text), f"{area}: {SPHINX_ROLE.search(text)}"
+        assert not re.search(r"\S::$", text, re.MULTILINE), area
+    open_page(page, base_url + "reference/detector/")
+    # The plugin's module docstring says ":class:`~asyncbridge.BlockingDetector`" in its list of switches.
+    item = page.locator("li", has_text="which also gives the test its")
+    assert item.count() == 1, "the pytest_plugin docstring changed: pick another role to check"
+    assert item.locator("a[href='#asyncbridge.BlockingDetector'] code").inner_text() == "BlockingDetector"
+
+
 def test_the_changelog_page_includes_changelog_md(base_url: str, page: Page) -> None:
     open_page(page, base_url + "changelog/")
     first_entry = next(line[2:] for line in (ROOT / "CHANGELOG.md").read_text().splitlines() if line.startswith("- "))
