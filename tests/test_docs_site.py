@@ -263,6 +263,10 @@ def test_the_api_reference_shows_typed_signatures(base_url: str, page: Page) -> 
     signature = page.locator("[id='asyncbridge.ThreadExecutor'] + .doc-signature").first.inner_text()
     assert "max_workers: int = DEFAULT_MAX_THREADS" in signature
     assert "idle_timeout: float | None" in signature
+    internal = ("ThreadExecutor.run_nested_call", "ThreadExecutor.reject_routed_call", "CapacityLimiter.reclaim")
+    for name in internal:  # methods other modules of the package call, not users
+        assert page.locator(f"[id='asyncbridge.{name}']").count() == 0, name
+    assert page.locator("[id='asyncbridge.ThreadExecutor.submit']").count() == 1
 
 
 SPHINX_ROLE = re.compile(r":(class|func|meth|attr|exc|data|mod|obj):`")
