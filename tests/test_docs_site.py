@@ -274,7 +274,7 @@ SPHINX_ROLE = re.compile(r":(class|func|meth|attr|exc|data|mod|obj):`")
 
 def test_the_api_reference_shows_no_sphinx_markup_and_links_public_names(base_url: str, page: Page) -> None:
     """docs/reference/sphinx_roles.py turns the docstrings' roles into code spans and links."""
-    for area in ("wrapping", "executors", "processes", "detector", "exceptions"):
+    for area in ("wrapping", "executors", "processes", "detector", "integrations", "exceptions"):
         open_page(page, f"{base_url}reference/{area}/")
         text = page.locator("article").inner_text()
         assert not SPHINX_ROLE.search(text), f"{area}: {SPHINX_ROLE.search(text)}"
