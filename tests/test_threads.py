@@ -498,7 +498,7 @@ def stuck():
 async def main():
     try:
         await asyncio.wait_for(stuck(), 0.1)
-    except TimeoutError:
+    except asyncio.TimeoutError:  # not the builtin TimeoutError before 3.11
         print("timed out", flush=True)
 
 asyncio.run(main())
@@ -522,7 +522,7 @@ def slow():
 async def main():
     try:
         await asyncio.wait_for(slow(), 0.05)
-    except TimeoutError:
+    except asyncio.TimeoutError:  # not the builtin TimeoutError before 3.11
         print("timed out", flush=True)
 
 asyncio.run(main())
