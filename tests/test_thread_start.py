@@ -90,3 +90,22 @@ def test_off_the_loop_a_thread_starts_before_start_thread_returns() -> None:
     _thread_start.start_thread(thread, lambda exc: None)
     assert thread.ident is not None  # started here, not handed to the starter
     assert ran.wait(10)
+
+
+async def test_when_not_even_the_starter_thread_can_start_the_call_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The starter itself failing to start (no threads left at all) fails the call, and a later call still works."""
+    import _thread
+
+    original = _thread.start_new_thread
+
+    def refuse(*args: Any) -> int:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(_thread_start, "_starter", _thread_start._Starter())
+    monkeypatch.setattr(_thread, "start_new_thread", refuse)
+    async with ThreadExecutor(2, name="no-starter") as executor:
+        with anyio.fail_after(10), pytest.raises(RuntimeError, match="could not start a worker thread"):
+            await executor.run(int, "1")
+        monkeypatch.setattr(_thread, "start_new_thread", original)
+        with anyio.fail_after(10):
+            assert await executor.run(int, "2") == 2

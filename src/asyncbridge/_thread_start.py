@@ -54,11 +54,29 @@ class _Starter:
 
     def submit(self, thread: threading.Thread, on_error: Callable[[BaseException], object]) -> None:
         self._requests.put((thread, on_error))
-        if not self._running:
-            with self._lock:
-                if not self._running:
-                    self._running = True
-                    _thread.start_new_thread(self._serve, ())
+        if self._running:
+            return
+        with self._lock:
+            if self._running:
+                return
+            try:
+                _thread.start_new_thread(self._serve, ())
+            except BaseException as exc:  # no thread at all can start: fail what waits for one
+                error = exc
+                failed = self._take_all()
+            else:
+                self._running = True
+                return
+        for _, report in failed:
+            report(error)
+
+    def _take_all(self) -> list[tuple[threading.Thread, Callable[[BaseException], object]]]:
+        taken: list[tuple[threading.Thread, Callable[[BaseException], object]]] = []
+        while True:
+            try:
+                taken.append(self._requests.get_nowait())
+            except queue.Empty:
+                return taken
 
     def _serve(self) -> None:
         requests = self._requests
