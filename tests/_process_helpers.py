@@ -125,3 +125,14 @@ def exiting_initializer(code: int) -> None:
 
 def return_argument(value: object) -> object:
     return value
+
+
+def block_forever() -> None:
+    """An initializer that never returns: it waits for an event nobody sets."""
+    threading.Event().wait()
+
+
+def report_pid_then_block_forever(path: str) -> None:
+    """An initializer that writes this worker's pid to ``path``, then never returns."""
+    Path(path).write_text(str(os.getpid()))
+    threading.Event().wait()

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import math
 import multiprocessing
 import os
+import threading
 import time
 from contextlib import suppress
 from typing import Any
@@ -35,14 +37,32 @@ from asyncbridge import ProcessExecutor, async_wrap, to_process
         ({"initializer": 3}, TypeError, "initializer must be callable or None, got int"),
         ({"initargs": [1]}, TypeError, "initargs must be a tuple, got list"),
         ({"mp_context": "spawn"}, TypeError, "mp_context must be a multiprocessing context"),
-        ({"idle_timeout": 0}, ValueError, "idle_timeout must be a positive number of seconds, got 0"),
-        ({"idle_timeout": "1"}, TypeError, "idle_timeout must be a number of seconds, got '1'"),
+        ({"idle_timeout": 0}, ValueError, "idle_timeout must be a positive number of seconds or None .*got 0"),
+        ({"idle_timeout": -1}, ValueError, "idle_timeout must be a positive number of seconds or None .*got -1"),
+        ({"idle_timeout": math.nan}, ValueError, "idle_timeout must be a positive number of seconds or None"),
+        ({"idle_timeout": "1"}, TypeError, r"idle_timeout must be a number of seconds or None \(workers are never"),
+        ({"start_timeout": 0}, ValueError, "start_timeout must be a positive number of seconds, got 0"),
+        ({"start_timeout": math.nan}, ValueError, "start_timeout must be a positive number of seconds, got nan"),
+        ({"start_timeout": math.inf}, ValueError, "start_timeout must be a finite number of seconds, got inf"),
+        ({"start_timeout": None}, TypeError, "start_timeout must be a number of seconds, got None"),
+        ({"start_timeout": "20"}, TypeError, "start_timeout must be a number of seconds, got '20'"),
     ],
 )
 def test_rejects_bad_arguments(kwargs: dict[str, Any], error: type[Exception], message: str) -> None:
     """Bad arguments raise ValueError or TypeError naming the argument, before any process starts."""
     with pytest.raises(error, match=message):
         ProcessExecutor(**kwargs)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("idle_timeout", [None, math.inf, threading.TIMEOUT_MAX * 2])
+async def test_idle_timeout_never_keeps_idle_workers_and_calls_run(idle_timeout: float | None) -> None:
+    """idle_timeout=None, inf or above the platform's maximum keeps idle workers; inf used to kill
+    the manager thread (an OverflowError in its wait) and with it the pool."""
+    async with ProcessExecutor(1, idle_timeout=idle_timeout) as executor:
+        first = await executor.run(helpers.getpid)
+        assert await executor.run(helpers.getpid) == first  # the same worker, kept
+        assert executor.statistics().workers == 1
 
 
 def test_default_size_is_the_usable_cpu_count() -> None:

@@ -14,6 +14,7 @@ import multiprocessing.context
 import os
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from importlib import import_module
@@ -23,14 +24,14 @@ from typing_extensions import ParamSpec
 
 from .._backends import current_inbox
 from .._call import Call
-from .._checks import check_count
+from .._checks import check_count, check_seconds, check_seconds_or_never
 from .._exceptions import ExecutorShutdownError
 from .._executor import ExecutorBase, wait_off_loop
 from .._statistics import ExecutorStatistics
 from .launch import usable_cpus
 from .manager import manage, reset_after_fork
 from .pickling import describe_function, dumps
-from .pool import Pool
+from .pool import STOP_GRACE, Pool
 from .records import SubmittedCall
 
 __all__ = ["ProcessExecutor", "to_process"]
@@ -39,6 +40,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 DEFAULT_IDLE_TIMEOUT = 300.0  # seconds; the same as anyio's to_process. Not tuned
+DEFAULT_START_TIMEOUT = 20.0  # seconds; the same as anyio's to_process. Not tuned
 
 _pools: weakref.WeakSet[Pool] = weakref.WeakSet()
 
@@ -48,13 +50,45 @@ _pools: weakref.WeakSet[Pool] = weakref.WeakSet()
 import_module("multiprocessing.util")
 
 
+EXIT_GRACE = 5.0
+"""Seconds the interpreter's exit waits, at most, for calls other than ``submit()``ted ones.
+
+As in :mod:`asyncbridge._threads`: work accepted by ``submit()`` and ``map()``
+is waited for, as ``concurrent.futures`` promises (a worker that cannot start
+ends its calls within ``start_timeout``); then the pools are shut down with
+their queued calls cancelled, and what still runs (a call whose awaiting task
+is gone with its loop) gets this long before its worker is killed.
+"""
+
+
 def _shutdown_at_exit() -> None:
-    """At interpreter exit, shut every pool down as ``shutdown(wait=True)`` would."""
-    for pool in list(_pools):
+    """At interpreter exit: finish the submit()ted calls of every pool, then stop every worker within EXIT_GRACE."""
+    pools = list(_pools)
+    for pool in pools:
         pool.begin_shutdown(cancel_futures=False)
-    for pool in list(_pools):
-        if pool.manager_ident != threading.get_ident():
-            pool.all_exited.wait()
+    while True:
+        pending = [future for pool in pools for future in pool.unfinished_futures()]
+        if not pending:
+            break
+        cf.wait(pending)
+    for pool in pools:
+        _fail_dropped(pool.begin_shutdown(cancel_futures=True), "the interpreter is exiting")
+    deadline = time.monotonic() + EXIT_GRACE
+    for pool in pools:
+        if pool.manager_ident == threading.get_ident():
+            continue
+        if not pool.all_exited.wait(max(0.0, deadline - time.monotonic())):
+            pool.kill_workers()  # the manager reaps them at once; a call they ran fails
+            pool.all_exited.wait(STOP_GRACE)
+
+
+def _fail_dropped(calls: list[Call], why: str) -> None:
+    """End the queued calls a shutdown dropped: cancel their Futures, fail the awaited ones."""
+    for call in calls:
+        if isinstance(call, SubmittedCall) and call.future.cancel():
+            call.drop()
+        else:  # an awaited call, or a Future already running (re-queued after its worker died)
+            call.fail(ExecutorShutdownError(f"{why} before this call started"))
 
 
 atexit.register(_shutdown_at_exit)
@@ -111,14 +145,22 @@ class ProcessExecutor(ExecutorBase):
             (such as ``multiprocessing.get_context("forkserver")``); None for
             asyncbridge's own launcher, a fresh interpreter by fork+exec that
             imports the main module only when a call needs it.
-        idle_timeout: seconds an idle worker waits for a call before it exits.
+        idle_timeout: seconds an idle worker waits for a call before it exits;
+            None (or ``math.inf``) to keep idle workers until shutdown.
+        start_timeout: seconds a worker may take to start, ``initializer``
+            included; one that is not ready by then is killed, and counts as
+            a failed start. A finite number: a start that hangs (an
+            initializer waiting on a server that never answers) must not
+            hold its calls, the pool's shutdown or the interpreter's exit for
+            ever; raise it for an initializer that is slow on purpose.
 
     Raises:
         TypeError: an argument has the wrong type.
         TypeError | pickle.PicklingError: ``initializer`` or ``initargs`` cannot
             be pickled.
-        ValueError: ``max_workers`` or ``max_tasks_per_child`` below 1, or
-            ``idle_timeout`` not positive.
+        ValueError: ``max_workers`` or ``max_tasks_per_child`` below 1,
+            ``idle_timeout`` zero, negative or NaN, or ``start_timeout`` not
+            a positive, finite number.
         NotImplementedError: on Windows, not supported yet.
     """
 
@@ -130,7 +172,8 @@ class ProcessExecutor(ExecutorBase):
         initializer: Callable[..., object] | None = None,
         initargs: tuple[Any, ...] = (),
         mp_context: multiprocessing.context.BaseContext | None = None,
-        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+        start_timeout: float = DEFAULT_START_TIMEOUT,
     ) -> None:
         if sys.platform == "win32":  # pragma: no cover
             raise NotImplementedError("ProcessExecutor does not support Windows yet")
@@ -146,10 +189,8 @@ class ProcessExecutor(ExecutorBase):
                 "mp_context must be a multiprocessing context (multiprocessing.get_context(...)) or None, "
                 f"got {type(mp_context).__name__}"
             )
-        if isinstance(idle_timeout, bool) or not isinstance(idle_timeout, (int, float)):
-            raise TypeError(f"idle_timeout must be a number of seconds, got {idle_timeout!r}")
-        if not idle_timeout > 0:
-            raise ValueError(f"idle_timeout must be a positive number of seconds, got {idle_timeout}")
+        idle = check_seconds_or_never(idle_timeout, "idle_timeout", "workers are never retired")
+        start = check_seconds(start_timeout, "start_timeout")
         init: bytes | None = None
         init_name = ""
         if initializer is not None:
@@ -162,7 +203,7 @@ class ProcessExecutor(ExecutorBase):
                 ],
                 initializer,
             )
-        self._pool = Pool(workers, max_tasks_per_child, init, init_name, mp_context, float(idle_timeout), manage)
+        self._pool = Pool(workers, max_tasks_per_child, init, init_name, mp_context, idle, start, manage)
         _pools.add(self._pool)
         # Dropped without shutdown(): stop the workers once their calls are done.
         self._finalizer = weakref.finalize(self, self._pool.begin_shutdown, False)
@@ -236,11 +277,7 @@ class ProcessExecutor(ExecutorBase):
         """
         pool = self._pool
         self._finalizer.detach()
-        for call in pool.begin_shutdown(cancel_futures):
-            if isinstance(call, SubmittedCall) and call.future.cancel():
-                call.drop()
-            else:  # an awaited call, or a Future already running (re-queued after its worker died)
-                call.fail(ExecutorShutdownError(f"{self!r} was shut down before this call started"))
+        _fail_dropped(pool.begin_shutdown(cancel_futures), f"{self!r} was shut down")
         if wait and threading.get_ident() != pool.manager_ident:
             pool.all_exited.wait()
 

@@ -49,6 +49,7 @@ Design, from the peers' faults (docs/processes.md tells the user's side):
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
 import multiprocessing.context
 import os
@@ -56,7 +57,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import cast
+from typing import Any, cast
 
 from .._backends import Inbox
 from .._call import DROPPED, PENDING, RUNNING, Call
@@ -94,7 +95,8 @@ class Pool:
         initializer: bytes | None,
         initializer_name: str,
         context: multiprocessing.context.BaseContext | None,
-        idle_timeout: float,
+        idle_timeout: float | None,
+        start_timeout: float,
         manage: Callable[[Pool], object],
     ) -> None:
         self.manage = manage
@@ -103,7 +105,8 @@ class Pool:
         self.initializer = initializer
         self.initializer_name = initializer_name
         self.context = context
-        self.idle_timeout = idle_timeout
+        self.idle_timeout = idle_timeout  # None: idle workers stay until shutdown
+        self.start_timeout = start_timeout
         # Reentrant: the finalizer of a dropped executor calls begin_shutdown(),
         # and garbage collection may run it in the manager thread at any
         # allocation, lock held or not.
@@ -204,6 +207,19 @@ class Pool:
             else:
                 self.close_wake_pipe_locked()
         return dropped
+
+    def unfinished_futures(self) -> list[cf.Future[Any]]:
+        """The Futures of ``submit()``ted calls not done yet, queued or running."""
+        with self.lock:
+            calls = [job.call for job in self.pending]
+            calls += [worker.job.call for worker in self.workers if worker.job is not None]
+        return [call.future for call in calls if isinstance(call, SubmittedCall) and not call.future.done()]
+
+    def kill_workers(self) -> None:
+        """Kill every worker process, whatever it is doing; the manager reaps them and fails their calls."""
+        with self.lock:
+            for worker in self.workers:
+                worker.process.kill()
 
     def statistics(self) -> ExecutorStatistics:
         """A snapshot of the pool's counters."""
