@@ -212,6 +212,37 @@ def test_the_interpreter_exits_with_a_worker_that_never_starts() -> None:
     assert time.monotonic() - started < 30
 
 
+EXIT_WITH_A_CALL_THAT_NEVER_ENDS = """
+import asyncio, sys, threading, time
+sys.path.insert(0, {tests!r})
+import _process_helpers as helpers
+from asyncbridge import ProcessExecutor
+
+executor = ProcessExecutor(1)
+threading.Thread(target=asyncio.run, args=(executor.run(helpers.block_forever),), daemon=True).start()
+deadline = time.monotonic() + 30
+while executor.statistics().running == 0 and time.monotonic() < deadline:
+    time.sleep(0.01)
+print(executor.statistics().running, flush=True)
+"""
+
+
+def test_the_interpreter_exit_stops_an_awaited_call_that_never_ends() -> None:
+    """At exit, a call awaited on a loop that never finishes (in a daemon thread here) gets
+    EXIT_GRACE, then its worker is killed: the exit is bounded, as for ThreadExecutor."""
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", EXIT_WITH_A_CALL_THAT_NEVER_ENDS.format(tests=str(TESTS_DIR))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "1\n"
+    assert time.monotonic() - started < 30
+
+
 # -- multiprocessing start methods --------------------------------------------------------
 
 
