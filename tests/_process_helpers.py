@@ -136,3 +136,15 @@ def report_pid_then_block_forever(path: str) -> None:
     """An initializer that writes this worker's pid to ``path``, then never returns."""
     Path(path).write_text(str(os.getpid()))
     threading.Event().wait()
+
+
+def fail_at(x: int, bad: int) -> int:
+    """Return ``x``, or raise ValueError if it is ``bad``."""
+    if x == bad:
+        raise ValueError(f"bad item {x}")
+    return x
+
+
+def asyncbridge_imported(_: object = None) -> bool:
+    """Whether this worker has imported the asyncbridge package (the default launcher's workers do not)."""
+    return "asyncbridge" in sys.modules

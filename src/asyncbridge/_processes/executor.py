@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures as cf
+import functools
+import itertools
 import multiprocessing.context
 import os
 import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from importlib import import_module
 from typing import Any, TypeVar
 
@@ -27,10 +29,12 @@ from .._call import Call
 from .._checks import check_count, check_seconds, check_seconds_or_never
 from .._exceptions import ExecutorShutdownError
 from .._executor import ExecutorBase, wait_off_loop
+from .._reference import function_reference
 from .._statistics import ExecutorStatistics
+from .framing import framed
 from .launch import usable_cpus
 from .manager import manage, reset_after_fork
-from .pickling import describe_function, dumps
+from .pickling import MapChunk, chunk_error, chunk_pieces, describe_function, dumps
 from .pool import STOP_GRACE, Pool
 from .records import SubmittedCall
 
@@ -266,6 +270,48 @@ class ProcessExecutor(ExecutorBase):
         self._pool.submit(SubmittedCall(future, fn, args, kwargs, self), self)
         return future
 
+    def map(
+        self,
+        fn: Callable[..., T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+    ) -> Iterator[T]:
+        """Return an iterator of ``fn(*args)`` for each ``args`` of ``zip(*iterables)``, in order.
+
+        As ``ProcessPoolExecutor.map``: every call is submitted at once; the
+        iterator raises ``TimeoutError`` if a result is not there ``timeout``
+        seconds after this call, and an exception a call raised when its item
+        is reached. With ``chunksize`` above 1 the items travel ``chunksize``
+        to a worker job, which saves a round trip per item for small calls;
+        if a call in a chunk raises, the results before it still come first,
+        and the calls after it in that chunk do not run.
+
+        Raises:
+            ValueError: ``chunksize`` below 1.
+            TypeError: ``chunksize`` not an int.
+            ExecutorShutdownError: the executor is shut down.
+            TypeError | pickle.PicklingError: ``fn`` or an item cannot be pickled.
+        """
+        if isinstance(chunksize, bool) or not isinstance(chunksize, int):
+            raise TypeError(f"chunksize must be an int, got {type(chunksize).__name__} {chunksize!r}")
+        if chunksize < 1:
+            raise ValueError("chunksize must be >= 1.")  # the stdlib's words
+        if chunksize == 1:
+            return super().map(fn, *iterables, timeout=timeout)
+        end_time = None if timeout is None else timeout + time.monotonic()
+        reference = function_reference(fn)
+        runner = MapChunk(reference)
+        futures: list[cf.Future[tuple[list[T], bytes | None]]] = []
+        items = zip(*iterables, strict=False)
+        no_kwargs: dict[str, Any] = {}
+        while chunk := tuple(itertools.islice(items, chunksize)):
+            frame = framed(dumps((runner, (chunk,), no_kwargs), functools.partial(chunk_pieces, fn, chunk), reference))
+            future: cf.Future[tuple[list[T], bytes | None]] = cf.Future()
+            self._pool.submit(SubmittedCall(future, runner, (chunk,), no_kwargs, self), self, frame)
+            futures.append(future)
+        return _chain_chunks(fn, futures, end_time)
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop accepting calls; with ``wait``, block until every worker process has exited.
 
@@ -296,6 +342,27 @@ class ProcessExecutor(ExecutorBase):
     def statistics(self) -> ExecutorStatistics:
         """Return a snapshot of the pool's state: workers, running, queued, totals, waits."""
         return self._pool.statistics()
+
+
+def _chain_chunks(
+    fn: Callable[..., T], futures: list[cf.Future[tuple[list[T], bytes | None]]], end_time: float | None
+) -> Iterator[T]:
+    """The results of map()'s chunks in order, an exception at its item (stdlib: _chain_from_iterable_of_lists)."""
+    futures.reverse()  # popped from the end, so each is let go once read
+    try:
+        while futures:
+            future = futures.pop()
+            if end_time is None:
+                results, error = future.result()
+            else:
+                results, error = future.result(end_time - time.monotonic())
+            del future
+            yield from results
+            if error is not None:
+                raise chunk_error(fn, error)
+    finally:
+        for future in futures:
+            future.cancel()
 
 
 _default_lock = threading.Lock()

@@ -136,16 +136,21 @@ class Pool:
 
     # -- the caller's side ---------------------------------------------------------
 
-    def submit(self, call: Call, owner: object) -> None:
-        """Pickle ``call`` and hand it to an idle worker, or queue it; ``owner`` (the executor) names it in errors."""
+    def submit(self, call: Call, owner: object, frame: bytes | None = None) -> None:
+        """Pickle ``call`` and hand it to an idle worker, or queue it; ``owner`` (the executor) names it in errors.
+
+        ``frame``: the call already pickled and framed (a chunk of ``map()``).
+        """
         if importing_main():
             raise RuntimeError(
                 "a worker process tried to start worker processes while importing the main module; "
                 "protect the main script's entry point with: if __name__ == '__main__':"
             )
         # By name where the name finds a wrapper (@async_wrap(executor=...) on a module-level function).
-        fn, args, kwargs = function_reference(call.fn), call.args, call.kwargs
-        job = Job(call, framed(dumps((fn, args, kwargs), lambda: call_pieces(fn, args, kwargs), fn)))
+        if frame is None:
+            fn, args, kwargs = function_reference(call.fn), call.args, call.kwargs
+            frame = framed(dumps((fn, args, kwargs), lambda: call_pieces(fn, args, kwargs), fn))
+        job = Job(call, frame)
         call.handle = job
         start_manager = False
         with self.lock:

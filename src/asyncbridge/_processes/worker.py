@@ -31,6 +31,7 @@ __all__ = [
     "bootstrap_command",
     "import_cloudpickle",
     "importing_main",
+    "process_chunk",
     "serve",
     "serve_connections",
     "type_name",
@@ -189,6 +190,23 @@ def _run(frame: bytes | bytearray) -> bytes:
     )
     sending_error.__cause__ = error
     return _exception_reply(RAISED, sending_error)
+
+
+def process_chunk(fn: Any, chunk: Any) -> tuple[list[Any], bytes | None]:
+    """Run ``fn(*args)`` for each ``args`` of ``chunk`` (a chunk of ``ProcessExecutor.map``), in order.
+
+    Returns the results, and None; or, if a call raised, the results of the
+    calls before it and the exception as a pickled ``(RAISED, ...)`` reply (the
+    calls after it do not run), so the parent raises it at the item it
+    belongs to, with the worker's traceback.
+    """
+    results: list[Any] = []
+    for args in chunk:
+        try:
+            results.append(fn(*args))
+        except BaseException as exc:  # goes back to the caller, who re-raises it
+            return results, _exception_reply(RAISED, exc)
+    return results, None
 
 
 def _exception_reply(kind: int, exc: BaseException) -> bytes:
