@@ -267,3 +267,32 @@ def test_mp_context_starts_workers_with_that_method(method: str) -> None:
         assert crashed.exitcode == 3
         assert executor.submit(helpers.add, 2).result(60) == 2
     assert process_gone(pid)
+
+
+MP_CONTEXT_WORKER_UNDER_W_ERROR = """
+import multiprocessing, sys
+sys.path.insert(0, {tests!r})
+import _process_helpers as helpers
+from asyncbridge import ProcessExecutor
+
+if __name__ == "__main__":
+    with ProcessExecutor(1, mp_context=multiprocessing.get_context("spawn")) as executor:
+        print(executor.submit(helpers.add, 1, 2).result(60), flush=True)
+"""
+
+
+def test_an_mp_context_worker_closes_its_request_pipe_when_it_stops(tmp_path: Path) -> None:
+    """A worker started through multiprocessing closes its request pipe when it is told to stop:
+    no "unclosed file" ResourceWarning on its stderr under -W error (spawn passes -W on)."""
+    script = tmp_path / "main.py"
+    script.write_text(MP_CONTEXT_WORKER_UNDER_W_ERROR.format(tests=str(TESTS_DIR)))
+    result = subprocess.run(
+        [sys.executable, "-W", "error::ResourceWarning", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "3\n"
+    assert "ResourceWarning" not in result.stderr

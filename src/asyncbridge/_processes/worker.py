@@ -127,7 +127,11 @@ def serve(request_fd: int, reply_fd: int, alive_fd: int, *, lazy_main: bool = Tr
     # that run them); a worker dying of it on its own would only be noise.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _watch_parent(alive_fd)
-    requests = open(request_fd, "rb", buffering=0)  # noqa: SIM115  # lives as long as the worker
+    with open(request_fd, "rb", buffering=0) as requests:
+        return _serve(requests, reply_fd, lazy_main)
+
+
+def _serve(requests: Any, reply_fd: int, lazy_main: bool) -> int:
     init = read_frame(requests)
     if not init:
         return 0
