@@ -5,8 +5,10 @@ gone when no worker is left. It waits, with a selector, on its wake-up pipe,
 on every worker's reply pipe it reads (see "who reads a reply pipe" in
 :mod:`.pool`), on each worker's pidfd, and on request pipes that were full.
 Each round it stops idle workers past their timeout, kills those that would
-not stop, starts workers for queued calls (within the bound, and held back
-after failed starts), then handles what the selector reports. It changes the
+not stop, kills starting workers past ``start_timeout`` (a failed start) or,
+once shut down, not needed by a queued call, starts workers for queued calls
+(within the bound, and held back after failed starts; none after a failed
+start once shut down), then handles what the selector reports. It changes the
 pool only under ``pool.lock``; it reads the reply pipes it owns without the
 lock, as only it can take a pipe from itself.
 """

@@ -44,7 +44,9 @@ Design, from the peers' faults (docs/processes.md tells the user's side):
   only), from the event loop thread, without waiting for anything.
 - Workers that fail to start several times in a row stop the respawning:
   calls fail at once with :class:`WorkerStartError` saying why, and a new
-  start is tried at most once per ``START_RETRY_DELAY``.
+  start is tried at most once per ``START_RETRY_DELAY``. A worker not ready
+  within ``start_timeout`` is killed, and that is a failed start too, so no
+  start holds calls, shutdown or the interpreter's exit for ever.
 """
 
 from __future__ import annotations
