@@ -77,18 +77,19 @@ def main() -> None:
         f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs"
     )
     print()
-    print("| chunksize | pool | median time | calls/s | ratio to the stdlib (paired median; < 1 faster) |")
+    print("| chunksize | pool | median time | calls/s | time ratio to the stdlib, paired median (p25-p75) |")
     print("|---:|---|---:|---:|---:|")
     for chunksize in CHUNKSIZES:
         base = times[STDLIB, chunksize]
         for name in pools:
             own = times[name, chunksize]
             median = statistics.median(own)
-            ratio = (
-                "1 (baseline)"
-                if name == STDLIB
-                else f"{statistics.median(a / b for a, b in zip(own, base, strict=True)):.2f}x"
-            )
+            if name == STDLIB:
+                ratio = "1 (baseline)"
+            else:
+                ratios = [a / b for a, b in zip(own, base, strict=True)]
+                low, _, high = statistics.quantiles(ratios, n=4)
+                ratio = f"{statistics.median(ratios):.2f} ({low:.2f}-{high:.2f})"
             print(f"| {chunksize} | {name} | {median * 1000:.0f} ms | {args.items / median:,.0f} | {ratio} |")
 
 
