@@ -131,7 +131,11 @@ class ProcessExecutor(ExecutorBase):
     - what workers print or log goes to the parent's stdout and stderr, and the
       calls travel on pipes of their own;
     - workers that cannot start stop being respawned: calls fail fast with
-      :class:`WorkerStartError` saying why, until a start succeeds.
+      :class:`WorkerStartError` saying why, until a start succeeds; a start
+      that hangs (an initializer that never returns) is killed after
+      ``start_timeout``, so nothing waits for it for ever;
+    - ``map(..., chunksize=n)`` sends ``n`` calls per worker job, as the
+      stdlib pool does.
 
     Workers start on first use (fresh interpreters, which is safe in threaded
     programs; see ``mp_context``), run calls one at a time, are reused most

@@ -94,7 +94,9 @@ class Manager:
                         self._kill_starting_locked(worker)
                     elif worker.deadline <= now:
                         self._kill_starting_locked(worker)
-                        failed_starts += pool.start_failed(self._start_timed_out(worker))
+                        # The initializer's error if it sent one (and then did not exit), else the timeout.
+                        reason = worker.start_failure or self._start_timed_out(worker)
+                        failed_starts += pool.start_failed(reason)
                     else:
                         left = worker.deadline - now
                         timeout = left if timeout is None else min(timeout, left)
