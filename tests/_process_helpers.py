@@ -125,3 +125,26 @@ def exiting_initializer(code: int) -> None:
 
 def return_argument(value: object) -> object:
     return value
+
+
+def block_forever() -> None:
+    """An initializer that never returns: it waits for an event nobody sets."""
+    threading.Event().wait()
+
+
+def report_pid_then_block_forever(path: str) -> None:
+    """An initializer that writes this worker's pid to ``path``, then never returns."""
+    Path(path).write_text(str(os.getpid()))
+    threading.Event().wait()
+
+
+def fail_at(x: int, bad: int) -> int:
+    """Return ``x``, or raise ValueError if it is ``bad``."""
+    if x == bad:
+        raise ValueError(f"bad item {x}")
+    return x
+
+
+def asyncbridge_imported(_: object = None) -> bool:
+    """Whether this worker has imported the asyncbridge package (the default launcher's workers do not)."""
+    return "asyncbridge" in sys.modules

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import math
 import multiprocessing
 import os
+import threading
 import time
 from contextlib import suppress
 from typing import Any
@@ -17,8 +19,8 @@ import pytest
 
 import _process_helpers as helpers
 import asyncbridge
-from _process_testing import child_pids, default_executor, rendezvous, wait_gone
-from asyncbridge import ProcessExecutor, async_wrap, to_process
+from _process_testing import accept_started, child_pids, default_executor, rendezvous, sync_rendezvous, wait_gone
+from asyncbridge import ProcessExecutor, WorkerCrashedError, async_wrap, to_process
 
 # -- construction and bad input -----------------------------------------------------------
 
@@ -35,14 +37,32 @@ from asyncbridge import ProcessExecutor, async_wrap, to_process
         ({"initializer": 3}, TypeError, "initializer must be callable or None, got int"),
         ({"initargs": [1]}, TypeError, "initargs must be a tuple, got list"),
         ({"mp_context": "spawn"}, TypeError, "mp_context must be a multiprocessing context"),
-        ({"idle_timeout": 0}, ValueError, "idle_timeout must be a positive number of seconds, got 0"),
-        ({"idle_timeout": "1"}, TypeError, "idle_timeout must be a number of seconds, got '1'"),
+        ({"idle_timeout": 0}, ValueError, "idle_timeout must be a positive number of seconds or None .*got 0"),
+        ({"idle_timeout": -1}, ValueError, "idle_timeout must be a positive number of seconds or None .*got -1"),
+        ({"idle_timeout": math.nan}, ValueError, "idle_timeout must be a positive number of seconds or None"),
+        ({"idle_timeout": "1"}, TypeError, r"idle_timeout must be a number of seconds or None \(workers are never"),
+        ({"start_timeout": 0}, ValueError, "start_timeout must be a positive number of seconds, got 0"),
+        ({"start_timeout": math.nan}, ValueError, "start_timeout must be a positive number of seconds, got nan"),
+        ({"start_timeout": math.inf}, ValueError, "start_timeout must be a finite number of seconds, got inf"),
+        ({"start_timeout": None}, TypeError, "start_timeout must be a number of seconds, got None"),
+        ({"start_timeout": "20"}, TypeError, "start_timeout must be a number of seconds, got '20'"),
     ],
 )
 def test_rejects_bad_arguments(kwargs: dict[str, Any], error: type[Exception], message: str) -> None:
     """Bad arguments raise ValueError or TypeError naming the argument, before any process starts."""
     with pytest.raises(error, match=message):
         ProcessExecutor(**kwargs)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("idle_timeout", [None, math.inf, threading.TIMEOUT_MAX * 2])
+async def test_idle_timeout_never_keeps_idle_workers_and_calls_run(idle_timeout: float | None) -> None:
+    """idle_timeout=None, inf or above the platform's maximum keeps idle workers; inf used to kill
+    the manager thread (an OverflowError in its wait) and with it the pool."""
+    async with ProcessExecutor(1, idle_timeout=idle_timeout) as executor:
+        first = await executor.run(helpers.getpid)
+        assert await executor.run(helpers.getpid) == first  # the same worker, kept
+        assert executor.statistics().workers == 1
 
 
 def test_default_size_is_the_usable_cpu_count() -> None:
@@ -111,6 +131,95 @@ def test_submit_and_map_like_the_stdlib() -> None:
         assert list(executor.map(helpers.square, range(6), timeout=20)) == [0, 1, 4, 9, 16, 25]
         failing = executor.submit(helpers.raise_value_error, "bad")
         assert isinstance(failing.exception(20), ValueError)
+
+
+# -- map(chunksize=...) -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunksize", [2, 7, 100])
+def test_map_with_chunksize_returns_every_result_in_order(chunksize: int) -> None:
+    """map(..., chunksize=n) returns the results in order, over several iterables cut to the shortest."""
+    with ProcessExecutor(2) as executor:
+        assert list(executor.map(helpers.square, range(50), chunksize=chunksize)) == [x * x for x in range(50)]
+        assert list(executor.map(helpers.add, range(10), range(5), chunksize=chunksize)) == [0, 2, 4, 6, 8]
+        assert list(executor.map(helpers.square, [], chunksize=chunksize)) == []
+
+
+def test_map_sends_one_job_per_chunk() -> None:
+    """With chunksize n, each job a worker runs is n calls (the last chunk the rest): 10 items in
+    chunks of 4 are 3 jobs, where chunksize 1 makes 10."""
+    with ProcessExecutor(1) as executor:
+        assert list(executor.map(helpers.square, range(10), chunksize=4)) == [x * x for x in range(10)]
+        assert executor.statistics().completed == 3
+        assert list(executor.map(helpers.square, range(10))) == [x * x for x in range(10)]
+        assert executor.statistics().completed == 13
+
+
+def test_map_chunks_run_in_workers_that_do_not_import_asyncbridge() -> None:
+    """A chunk's runner reaches the default launcher's workers without importing the asyncbridge
+    package there (pickled by name, it would: importing a module imports its parents)."""
+    with ProcessExecutor(1) as executor:
+        assert list(executor.map(helpers.asyncbridge_imported, range(4), chunksize=2)) == [False] * 4
+
+
+def test_map_raises_an_exception_at_its_item_after_the_results_before_it() -> None:
+    """A call that raises in a chunk: the results before it (in its chunk too) come first, then
+    its exception, with the worker's traceback as the cause; the iterator then ends."""
+    with ProcessExecutor(2) as executor:
+        results = executor.map(helpers.fail_at, range(10), [5] * 10, chunksize=4)
+        assert [next(results) for _ in range(5)] == [0, 1, 2, 3, 4]
+        with pytest.raises(ValueError, match="bad item 5") as info:
+            next(results)
+        assert "fail_at" in str(info.value.__cause__)  # the worker's traceback
+        with pytest.raises(StopIteration):
+            next(results)
+
+
+def test_map_with_chunksize_times_out_like_the_stdlib() -> None:
+    """The iterator raises TimeoutError when a chunk's results are not there timeout seconds
+    after map() was called."""
+    with sync_rendezvous() as server, ProcessExecutor(1) as executor:
+        port = server.getsockname()[1]
+        results = executor.map(helpers.report_and_wait, [port], chunksize=2, timeout=0.2)
+        conn, _pid = accept_started(server)
+        with conn:
+            with pytest.raises(cf.TimeoutError):
+                next(results)
+            conn.sendall(b"!")
+
+
+def test_map_names_an_item_that_cannot_be_pickled_at_once() -> None:
+    """An item that cannot be pickled raises at map() time, naming the argument and its type."""
+    with (
+        ProcessExecutor(1) as executor,
+        pytest.raises(TypeError, match=r"cannot send argument 0 of a map\(\) item \(a _thread.lock\)"),
+    ):
+        executor.map(helpers.return_argument, [1, threading.Lock()], chunksize=2)
+
+
+def test_a_crash_in_a_chunk_fails_it_with_worker_crashed_error() -> None:
+    """A worker dying in a chunk fails that chunk with WorkerCrashedError naming map's function."""
+    with ProcessExecutor(1) as executor:
+        results = executor.map(helpers.crash, ["exit", "exit"], chunksize=2)
+        with pytest.raises(WorkerCrashedError, match=r"while running a chunk of map\(crash\(\), \.\.\.\)"):
+            next(results)
+        assert list(executor.map(helpers.square, range(3), chunksize=2)) == [0, 1, 4]
+
+
+@pytest.mark.parametrize(
+    ("chunksize", "error", "message"),
+    [
+        (0, ValueError, r"^chunksize must be >= 1\.$"),
+        (-1, ValueError, r"^chunksize must be >= 1\.$"),
+        (2.0, TypeError, "chunksize must be an int, got float 2.0"),
+        ("2", TypeError, "chunksize must be an int, got str '2'"),
+    ],
+)
+def test_map_rejects_a_bad_chunksize(chunksize: Any, error: type[Exception], message: str) -> None:
+    """chunksize below 1 is refused as the stdlib refuses it; a chunksize that is not an int too."""
+    with ProcessExecutor(1) as executor, pytest.raises(error, match=message):
+        executor.map(helpers.square, range(3), chunksize=chunksize)
+    assert executor.statistics().completed == 0
 
 
 @pytest.mark.anyio

@@ -125,6 +125,29 @@ async def test_lambdas_and_closures_are_sent_by_value_with_cloudpickle() -> None
         assert made(4) == 8
 
 
+def test_map_chunks_send_closures_by_value_with_cloudpickle() -> None:
+    """map(..., chunksize=n) sends a closure by value with cloudpickle, as a single call does."""
+    pytest.importorskip("cloudpickle")
+    offset = 10
+
+    def closure(x: int) -> int:
+        return x + offset
+
+    with ProcessExecutor(1) as executor:
+        assert list(executor.map(closure, range(5), chunksize=2)) == [10, 11, 12, 13, 14]
+
+
+def test_map_chunks_refuse_a_closure_without_cloudpickle_naming_it(no_cloudpickle: None) -> None:
+    """Without cloudpickle, map(..., chunksize=n) refuses a closure at once, naming it, as a single call does."""
+    offset = 10
+
+    def closure(x: int) -> int:
+        return x + offset
+
+    with ProcessExecutor(1) as executor, pytest.raises(pickle.PicklingError, match=r"the function .*closure"):
+        executor.map(closure, range(5), chunksize=2)
+
+
 @pytest.mark.parametrize("cloudpickle_installed", [False, True])
 def test_functions_of_an_interactive_main_module(cloudpickle_installed: bool) -> None:
     """A function defined interactively (python -c, a REPL) is sent by value with cloudpickle, and

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import anyio
@@ -28,7 +29,7 @@ from _process_testing import (
     wait_gone,
     worker_of,
 )
-from asyncbridge import ExecutorShutdownError, ProcessExecutor, WorkerCrashedError
+from asyncbridge import AsyncBridgeError, ExecutorShutdownError, ProcessExecutor, WorkerCrashedError
 
 # -- which worker runs a call -------------------------------------------------------------
 
@@ -107,6 +108,20 @@ def test_crash_fails_the_future_and_the_pool_keeps_working() -> None:
             crashed = executor.submit(helpers.crash, "exit")
             assert isinstance(crashed.exception(20), WorkerCrashedError)
             assert executor.submit(helpers.add, 2, 2).result(20) == 4
+
+
+@pytest.mark.anyio
+async def test_a_crash_is_caught_as_the_stdlib_pools_broken_process_pool() -> None:
+    """WorkerCrashedError is a concurrent.futures BrokenProcessPool (and still an
+    AsyncBridgeError): code written for ProcessPoolExecutor catches it unchanged."""
+    async with ProcessExecutor(1) as executor:
+        with pytest.raises(BrokenProcessPool) as info:
+            await executor.run(helpers.crash, "exit")
+        assert isinstance(info.value, WorkerCrashedError)
+        assert isinstance(info.value, AsyncBridgeError)
+        assert info.value.exitcode == 3
+        assert isinstance(executor.submit(helpers.crash, "exit").exception(20), BrokenProcessPool)
+        assert await executor.run(helpers.add, 2, 2) == 4
 
 
 def test_call_sent_to_a_worker_that_just_died_idle_runs_on_another() -> None:

@@ -5,12 +5,14 @@ what ``f`` raised. Only asyncbridge's own failures get a type from this tree::
 
     AsyncBridgeError
     ├── ExecutorShutdownError (RuntimeError)   submit/run after shutdown
-    ├── WorkerCrashedError                     a worker process died mid-call
+    ├── WorkerCrashedError (BrokenProcessPool) a worker process died mid-call
     ├── WorkerStartError (RuntimeError)        worker processes keep failing to start
     └── BlockingCallError                      the detector's strict mode, set to raise
 """
 
 from __future__ import annotations
+
+from concurrent.futures.process import BrokenProcessPool
 
 __all__ = [
     "AsyncBridgeError",
@@ -35,8 +37,13 @@ class ExecutorShutdownError(AsyncBridgeError, RuntimeError):
     """
 
 
-class WorkerCrashedError(AsyncBridgeError):
+class WorkerCrashedError(AsyncBridgeError, BrokenProcessPool):
     """Raised for a call whose worker process died before it returned a result.
+
+    It is a :class:`concurrent.futures.process.BrokenProcessPool` (and so a
+    ``BrokenExecutor`` and a ``RuntimeError``), the error ``ProcessPoolExecutor``
+    raises when a worker dies, so code written for the stdlib pool catches it
+    unchanged; unlike there, only this call failed and the pool carries on.
 
     Attributes:
         pid: the process id of the worker that died.

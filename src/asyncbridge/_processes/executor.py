@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures as cf
+import functools
+import itertools
 import multiprocessing.context
 import os
 import sys
 import threading
+import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from importlib import import_module
 from typing import Any, TypeVar
 
@@ -23,14 +26,16 @@ from typing_extensions import ParamSpec
 
 from .._backends import current_inbox
 from .._call import Call
-from .._checks import check_count
+from .._checks import check_count, check_seconds, check_seconds_or_never
 from .._exceptions import ExecutorShutdownError
 from .._executor import ExecutorBase, wait_off_loop
+from .._reference import function_reference
 from .._statistics import ExecutorStatistics
+from .framing import framed
 from .launch import usable_cpus
 from .manager import manage, reset_after_fork
-from .pickling import describe_function, dumps
-from .pool import Pool
+from .pickling import MapChunk, chunk_error, chunk_pieces, describe_function, dumps
+from .pool import STOP_GRACE, Pool
 from .records import SubmittedCall
 
 __all__ = ["ProcessExecutor", "to_process"]
@@ -39,6 +44,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 DEFAULT_IDLE_TIMEOUT = 300.0  # seconds; the same as anyio's to_process. Not tuned
+DEFAULT_START_TIMEOUT = 20.0  # seconds; the same as anyio's to_process. Not tuned
 
 _pools: weakref.WeakSet[Pool] = weakref.WeakSet()
 
@@ -48,13 +54,45 @@ _pools: weakref.WeakSet[Pool] = weakref.WeakSet()
 import_module("multiprocessing.util")
 
 
+EXIT_GRACE = 5.0
+"""Seconds the interpreter's exit waits, at most, for calls other than ``submit()``ted ones.
+
+As in :mod:`asyncbridge._threads`: work accepted by ``submit()`` and ``map()``
+is waited for, as ``concurrent.futures`` promises (a worker that cannot start
+ends its calls within ``start_timeout``); then the pools are shut down with
+their queued calls cancelled, and what still runs (a call whose awaiting task
+is gone with its loop) gets this long before its worker is killed.
+"""
+
+
 def _shutdown_at_exit() -> None:
-    """At interpreter exit, shut every pool down as ``shutdown(wait=True)`` would."""
-    for pool in list(_pools):
+    """At interpreter exit: finish the submit()ted calls of every pool, then stop every worker within EXIT_GRACE."""
+    pools = list(_pools)
+    for pool in pools:
         pool.begin_shutdown(cancel_futures=False)
-    for pool in list(_pools):
-        if pool.manager_ident != threading.get_ident():
-            pool.all_exited.wait()
+    while True:
+        pending = [future for pool in pools for future in pool.unfinished_futures()]
+        if not pending:
+            break
+        cf.wait(pending)
+    for pool in pools:
+        _fail_dropped(pool.begin_shutdown(cancel_futures=True), "the interpreter is exiting")
+    deadline = time.monotonic() + EXIT_GRACE
+    for pool in pools:
+        if pool.manager_ident == threading.get_ident():
+            continue
+        if not pool.all_exited.wait(max(0.0, deadline - time.monotonic())):
+            pool.kill_workers()  # the manager reaps them at once; a call they ran fails
+            pool.all_exited.wait(STOP_GRACE)
+
+
+def _fail_dropped(calls: list[Call], why: str) -> None:
+    """End the queued calls a shutdown dropped: cancel their Futures, fail the awaited ones."""
+    for call in calls:
+        if isinstance(call, SubmittedCall) and call.future.cancel():
+            call.drop()
+        else:  # an awaited call, or a Future already running (re-queued after its worker died)
+            call.fail(ExecutorShutdownError(f"{why} before this call started"))
 
 
 atexit.register(_shutdown_at_exit)
@@ -93,7 +131,11 @@ class ProcessExecutor(ExecutorBase):
     - what workers print or log goes to the parent's stdout and stderr, and the
       calls travel on pipes of their own;
     - workers that cannot start stop being respawned: calls fail fast with
-      :class:`WorkerStartError` saying why, until a start succeeds.
+      :class:`WorkerStartError` saying why, until a start succeeds; a start
+      that hangs (an initializer that never returns) is killed after
+      ``start_timeout``, so nothing waits for it for ever;
+    - ``map(..., chunksize=n)`` sends ``n`` calls per worker job, as the
+      stdlib pool does.
 
     Workers start on first use (fresh interpreters, which is safe in threaded
     programs; see ``mp_context``), run calls one at a time, are reused most
@@ -111,14 +153,22 @@ class ProcessExecutor(ExecutorBase):
             (such as ``multiprocessing.get_context("forkserver")``); None for
             asyncbridge's own launcher, a fresh interpreter by fork+exec that
             imports the main module only when a call needs it.
-        idle_timeout: seconds an idle worker waits for a call before it exits.
+        idle_timeout: seconds an idle worker waits for a call before it exits;
+            None (or ``math.inf``) to keep idle workers until shutdown.
+        start_timeout: seconds a worker may take to start, ``initializer``
+            included; one that is not ready by then is killed, and counts as
+            a failed start. A finite number: a start that hangs (an
+            initializer waiting on a server that never answers) must not
+            hold its calls, the pool's shutdown or the interpreter's exit for
+            ever; raise it for an initializer that is slow on purpose.
 
     Raises:
         TypeError: an argument has the wrong type.
         TypeError | pickle.PicklingError: ``initializer`` or ``initargs`` cannot
             be pickled.
-        ValueError: ``max_workers`` or ``max_tasks_per_child`` below 1, or
-            ``idle_timeout`` not positive.
+        ValueError: ``max_workers`` or ``max_tasks_per_child`` below 1,
+            ``idle_timeout`` zero, negative or NaN, or ``start_timeout`` not
+            a positive, finite number.
         NotImplementedError: on Windows, not supported yet.
     """
 
@@ -130,7 +180,8 @@ class ProcessExecutor(ExecutorBase):
         initializer: Callable[..., object] | None = None,
         initargs: tuple[Any, ...] = (),
         mp_context: multiprocessing.context.BaseContext | None = None,
-        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+        start_timeout: float = DEFAULT_START_TIMEOUT,
     ) -> None:
         if sys.platform == "win32":  # pragma: no cover
             raise NotImplementedError("ProcessExecutor does not support Windows yet")
@@ -146,10 +197,8 @@ class ProcessExecutor(ExecutorBase):
                 "mp_context must be a multiprocessing context (multiprocessing.get_context(...)) or None, "
                 f"got {type(mp_context).__name__}"
             )
-        if isinstance(idle_timeout, bool) or not isinstance(idle_timeout, (int, float)):
-            raise TypeError(f"idle_timeout must be a number of seconds, got {idle_timeout!r}")
-        if not idle_timeout > 0:
-            raise ValueError(f"idle_timeout must be a positive number of seconds, got {idle_timeout}")
+        idle = check_seconds_or_never(idle_timeout, "idle_timeout", "workers are never retired")
+        start = check_seconds(start_timeout, "start_timeout")
         init: bytes | None = None
         init_name = ""
         if initializer is not None:
@@ -162,7 +211,7 @@ class ProcessExecutor(ExecutorBase):
                 ],
                 initializer,
             )
-        self._pool = Pool(workers, max_tasks_per_child, init, init_name, mp_context, float(idle_timeout), manage)
+        self._pool = Pool(workers, max_tasks_per_child, init, init_name, mp_context, idle, start, manage)
         _pools.add(self._pool)
         # Dropped without shutdown(): stop the workers once their calls are done.
         self._finalizer = weakref.finalize(self, self._pool.begin_shutdown, False)
@@ -225,6 +274,48 @@ class ProcessExecutor(ExecutorBase):
         self._pool.submit(SubmittedCall(future, fn, args, kwargs, self), self)
         return future
 
+    def map(
+        self,
+        fn: Callable[..., T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+    ) -> Iterator[T]:
+        """Return an iterator of ``fn(*args)`` for each ``args`` of ``zip(*iterables)``, in order.
+
+        As ``ProcessPoolExecutor.map``: every call is submitted at once; the
+        iterator raises ``TimeoutError`` if a result is not there ``timeout``
+        seconds after this call, and an exception a call raised when its item
+        is reached. With ``chunksize`` above 1 the items travel ``chunksize``
+        to a worker job, which saves a round trip per item for small calls;
+        if a call in a chunk raises, the results before it still come first,
+        and the calls after it in that chunk do not run.
+
+        Raises:
+            ValueError: ``chunksize`` below 1.
+            TypeError: ``chunksize`` not an int.
+            ExecutorShutdownError: the executor is shut down.
+            TypeError | pickle.PicklingError: ``fn`` or an item cannot be pickled.
+        """
+        if isinstance(chunksize, bool) or not isinstance(chunksize, int):
+            raise TypeError(f"chunksize must be an int, got {type(chunksize).__name__} {chunksize!r}")
+        if chunksize < 1:
+            raise ValueError("chunksize must be >= 1.")  # the stdlib's words
+        if chunksize == 1:
+            return super().map(fn, *iterables, timeout=timeout)
+        end_time = None if timeout is None else timeout + time.monotonic()
+        reference = function_reference(fn)
+        runner = MapChunk(reference)
+        futures: list[cf.Future[tuple[list[T], bytes | None]]] = []
+        items = zip(*iterables, strict=False)
+        no_kwargs: dict[str, Any] = {}
+        while chunk := tuple(itertools.islice(items, chunksize)):
+            frame = framed(dumps((runner, (chunk,), no_kwargs), functools.partial(chunk_pieces, fn, chunk), reference))
+            future: cf.Future[tuple[list[T], bytes | None]] = cf.Future()
+            self._pool.submit(SubmittedCall(future, runner, (chunk,), no_kwargs, self), self, frame)
+            futures.append(future)
+        return _chain_chunks(fn, futures, end_time)
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop accepting calls; with ``wait``, block until every worker process has exited.
 
@@ -236,11 +327,7 @@ class ProcessExecutor(ExecutorBase):
         """
         pool = self._pool
         self._finalizer.detach()
-        for call in pool.begin_shutdown(cancel_futures):
-            if isinstance(call, SubmittedCall) and call.future.cancel():
-                call.drop()
-            else:  # an awaited call, or a Future already running (re-queued after its worker died)
-                call.fail(ExecutorShutdownError(f"{self!r} was shut down before this call started"))
+        _fail_dropped(pool.begin_shutdown(cancel_futures), f"{self!r} was shut down")
         if wait and threading.get_ident() != pool.manager_ident:
             pool.all_exited.wait()
 
@@ -259,6 +346,27 @@ class ProcessExecutor(ExecutorBase):
     def statistics(self) -> ExecutorStatistics:
         """Return a snapshot of the pool's state: workers, running, queued, totals, waits."""
         return self._pool.statistics()
+
+
+def _chain_chunks(
+    fn: Callable[..., T], futures: list[cf.Future[tuple[list[T], bytes | None]]], end_time: float | None
+) -> Iterator[T]:
+    """The results of map()'s chunks in order, an exception at its item (stdlib: _chain_from_iterable_of_lists)."""
+    futures.reverse()  # popped from the end, so each is let go once read
+    try:
+        while futures:
+            future = futures.pop()
+            if end_time is None:
+                results, error = future.result()
+            else:
+                results, error = future.result(end_time - time.monotonic())
+            del future
+            yield from results
+            if error is not None:
+                raise chunk_error(fn, error)
+    finally:
+        for future in futures:
+            future.cancel()
 
 
 _default_lock = threading.Lock()

@@ -5,8 +5,10 @@ gone when no worker is left. It waits, with a selector, on its wake-up pipe,
 on every worker's reply pipe it reads (see "who reads a reply pipe" in
 :mod:`.pool`), on each worker's pidfd, and on request pipes that were full.
 Each round it stops idle workers past their timeout, kills those that would
-not stop, starts workers for queued calls (within the bound, and held back
-after failed starts), then handles what the selector reports. It changes the
+not stop, kills starting workers past ``start_timeout`` (a failed start) or,
+once shut down, not needed by a queued call, starts workers for queued calls
+(within the bound, and held back after failed starts; none after a failed
+start once shut down), then handles what the selector reports. It changes the
 pool only under ``pool.lock``; it reads the reply pipes it owns without the
 lock, as only it can take a pipe from itself.
 """
@@ -30,7 +32,7 @@ from .framing import PROTOCOL, READY, RESULT, START_FAILED, framed
 from .launch import exit_description, start_worker
 from .pickling import describe_function, main_reference, set_outcome, with_remote_traceback
 from .pool import MAX_START_FAILURES, STOP_GRACE, Pool
-from .records import DEAD, IDLE, KILLED, MANAGER, STARTING, STOPPING, WorkerProcess
+from .records import DEAD, IDLE, KILLED, MANAGER, STARTING, STOPPING, SubmittedCall, WorkerProcess
 
 __all__ = ["Manager", "manage", "reset_after_fork"]
 
@@ -72,16 +74,33 @@ class Manager:
         timeout: float | None = None
         to_register: list[WorkerProcess] = []
         stranded: Sequence[tuple[Call, BaseException]] = ()
+        failed_starts: list[tuple[Call, BaseException]] = []
         with pool.lock:
             pool.wake_pending = False
             # Stop idle workers that are no longer wanted, oldest first.
             idle = pool.idle
-            while idle and (pool.shutdown or idle[0].idle_since + pool.idle_timeout <= now):
+            idle_timeout = pool.idle_timeout
+            while idle and (pool.shutdown or (idle_timeout is not None and idle[0].idle_since + idle_timeout <= now)):
                 pool.stop_locked(idle.pop(0), now)
-            if idle:
-                timeout = idle[0].idle_since + pool.idle_timeout - now
+            if idle and idle_timeout is not None:
+                timeout = idle[0].idle_since + idle_timeout - now
+            # Once shut down, a start is for a queued call (not cancelled) or not at all.
+            queued = self._calls_needing_a_worker_locked() if pool.shutdown else pool.queued
+            unwanted = pool.starting - queued if pool.shutdown else 0
             for worker in pool.workers:
-                if worker.state == STOPPING:
+                if worker.state == STARTING:
+                    if unwanted > 0:  # shut down, and no queued call needs it
+                        unwanted -= 1
+                        self._kill_starting_locked(worker)
+                    elif worker.deadline <= now:
+                        self._kill_starting_locked(worker)
+                        # The initializer's error if it sent one (and then did not exit), else the timeout.
+                        reason = worker.start_failure or self._start_timed_out(worker)
+                        failed_starts += pool.start_failed(reason)
+                    else:
+                        left = worker.deadline - now
+                        timeout = left if timeout is None else min(timeout, left)
+                elif worker.state == STOPPING:
                     if worker.deadline <= now:
                         worker.state = KILLED
                         worker.process.kill()
@@ -105,9 +124,13 @@ class Manager:
                     else:
                         selector.unregister(worker.reply_fd)
             # Start workers for queued calls, within the bound.
-            launches = min(pool.queued - pool.starting, pool.max_workers - pool.alive)
+            if not pool.shutdown:
+                queued = pool.queued  # a failed start may have failed the queued calls just now
+            launches = min(queued - pool.starting, pool.max_workers - pool.alive)
             if pool.start_failures >= MAX_START_FAILURES:  # one attempt at a time, not before retry_at
                 launches = min(launches, 1) if not pool.starting and now >= pool.retry_at else 0
+            if pool.shutdown and pool.start_failures:  # no new tries once shut down: fail what is queued
+                launches = 0
             launches = max(launches, 0)
             pool.alive += launches
             pool.starting += launches
@@ -123,6 +146,7 @@ class Manager:
                 if pool.shutdown:
                     pool.close_wake_pipe_locked()
                 pool.all_exited.set()
+        pool.fail_calls(failed_starts)
         if exiting:
             pool.fail_calls(stranded)
             return False
@@ -132,6 +156,8 @@ class Manager:
         launched = [self._launch() for _ in range(launches)]
         if not all(launched):
             return True  # a failed launch changed the plan (retry, or give up): no event will say so
+        if launched:  # wake up by its start_timeout
+            timeout = pool.start_timeout if timeout is None else min(timeout, pool.start_timeout)
         for key, _events in selector.select(timeout):
             worker = key.data
             if worker is None:
@@ -161,6 +187,33 @@ class Manager:
                     self._on_exit(worker)
         return True
 
+    def _calls_needing_a_worker_locked(self) -> int:
+        """How many queued calls still want a worker: not dropped, their Futures not cancelled."""
+        return sum(
+            1
+            for job in self.pool.pending
+            if job.call.state == PENDING and not (isinstance(job.call, SubmittedCall) and job.call.future.cancelled())
+        )
+
+    def _kill_starting_locked(self, worker: WorkerProcess) -> None:
+        """Kill a worker that is not ready yet; its exit is then no failed start (the caller counts one if need be)."""
+        worker.state = KILLED
+        self.pool.starting -= 1
+        worker.process.kill()
+
+    def _start_timed_out(self, worker: WorkerProcess) -> tuple[str, BaseException | None]:
+        pool = self.pool
+        culprit = (
+            f"was the initializer {pool.initializer_name} still running?"
+            if pool.initializer is not None
+            else "a slow import, or an overloaded machine?"
+        )
+        return (
+            f"worker process {worker.pid} was not ready within start_timeout={pool.start_timeout:g} s "
+            f"and was killed ({culprit})",
+            None,
+        )
+
     def _launch(self) -> bool:
         """Start a worker process; False if that failed (counted as a failed start)."""
         pool, selector = self.pool, self.selector
@@ -176,6 +229,7 @@ class Manager:
                 raise
             return False
         worker = WorkerProcess(process, request_fd, reply_fd, alive_fd)
+        worker.deadline = time.monotonic() + pool.start_timeout  # killed if it is not ready by then
         selector.register(reply_fd, selectors.EVENT_READ, worker)
         worker.watched = True
         if process.sentinel is not None:

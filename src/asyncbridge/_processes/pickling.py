@@ -10,18 +10,31 @@ raised with the worker's traceback attached as its cause.
 
 from __future__ import annotations
 
+import functools
+import importlib
 import os
 import pickle
 import sys
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._call import Call
 from .framing import PROTOCOL, RAISED, RESULT
-from .worker import LazyMain, import_cloudpickle, type_name
+from .worker import LazyMain, import_cloudpickle, process_chunk, type_name
+from .worker import __name__ as worker_module_name
 
-__all__ = ["call_pieces", "describe_function", "dumps", "main_reference", "set_outcome", "with_remote_traceback"]
+__all__ = [
+    "MapChunk",
+    "call_pieces",
+    "chunk_error",
+    "chunk_pieces",
+    "describe_function",
+    "dumps",
+    "main_reference",
+    "set_outcome",
+    "with_remote_traceback",
+]
 
 _cloudpickle_module: Any = None
 _cloudpickle_checked = False
@@ -115,6 +128,67 @@ def call_pieces(fn: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> li
     pieces += [(f"positional argument {i}", arg) for i, arg in enumerate(args)]
     pieces += [(f"keyword argument {name!r}", arg) for name, arg in kwargs.items()]
     return pieces
+
+
+def chunk_pieces(fn: object, chunk: Sequence[tuple[Any, ...]]) -> list[tuple[str, object]]:
+    """The parts of a chunk of ``map(fn, ...)``, each with the name an error gives it (see :func:`dumps`)."""
+    pieces: list[tuple[str, object]] = [(f"the function {describe_function(fn)}", fn)]
+    pieces += [(f"argument {i} of a map() item", arg) for args in chunk for i, arg in enumerate(args)]
+    return pieces
+
+
+class _WorkerModule:
+    """Unpickles as the module :mod:`.worker`, found in ``sys.modules`` in a worker without importing asyncbridge.
+
+    (Pickling a function of that module by name would import the asyncbridge
+    package in the worker: ``__import__`` loads a module's parents.)
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (importlib.import_module, (worker_module_name,))
+
+
+class _ProcessChunk:
+    """Unpickles as :func:`.worker.process_chunk`."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (getattr, (_WorkerModule(), "process_chunk"))
+
+
+class MapChunk:
+    """The function ``map(fn, ..., chunksize=n)`` sends with each chunk: ``fn`` over the chunk's items.
+
+    Calling it runs :func:`.worker.process_chunk` (as a worker does); it
+    unpickles in the worker as that function with ``fn`` bound.
+    """
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+
+    def __call__(self, chunk: Sequence[tuple[Any, ...]]) -> tuple[list[Any], bytes | None]:
+        return process_chunk(self.fn, chunk)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (functools.partial, (_ProcessChunk(), self.fn))
+
+    def __repr__(self) -> str:
+        return f"a chunk of map({describe_function(self.fn)}, ...)"
+
+
+def chunk_error(fn: object, data: bytes) -> BaseException:
+    """The exception a call of a map() chunk raised, from the reply :func:`.worker.process_chunk` made of it."""
+    try:
+        _, remote_exc, text, description = pickle.loads(data)
+    except Exception as exc:  # e.g. its class cannot be imported here
+        error = pickle.UnpicklingError(
+            f"the exception {describe_function(fn)} raised in a worker process could not be "
+            f"unpickled: {type(exc).__name__}: {exc}"
+        )
+        error.__cause__ = exc
+        return error
+    return with_remote_traceback(remote_exc, text, description)
 
 
 def main_reference() -> tuple[str, str] | None:

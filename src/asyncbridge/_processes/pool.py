@@ -44,11 +44,14 @@ Design, from the peers' faults (docs/processes.md tells the user's side):
   only), from the event loop thread, without waiting for anything.
 - Workers that fail to start several times in a row stop the respawning:
   calls fail at once with :class:`WorkerStartError` saying why, and a new
-  start is tried at most once per ``START_RETRY_DELAY``.
+  start is tried at most once per ``START_RETRY_DELAY``. A worker not ready
+  within ``start_timeout`` is killed, and that is a failed start too, so no
+  start holds calls, shutdown or the interpreter's exit for ever.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
 import multiprocessing.context
 import os
@@ -56,7 +59,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import cast
+from typing import Any, cast
 
 from .._backends import Inbox
 from .._call import DROPPED, PENDING, RUNNING, Call
@@ -94,7 +97,8 @@ class Pool:
         initializer: bytes | None,
         initializer_name: str,
         context: multiprocessing.context.BaseContext | None,
-        idle_timeout: float,
+        idle_timeout: float | None,
+        start_timeout: float,
         manage: Callable[[Pool], object],
     ) -> None:
         self.manage = manage
@@ -103,7 +107,8 @@ class Pool:
         self.initializer = initializer
         self.initializer_name = initializer_name
         self.context = context
-        self.idle_timeout = idle_timeout
+        self.idle_timeout = idle_timeout  # None: idle workers stay until shutdown
+        self.start_timeout = start_timeout
         # Reentrant: the finalizer of a dropped executor calls begin_shutdown(),
         # and garbage collection may run it in the manager thread at any
         # allocation, lock held or not.
@@ -133,16 +138,21 @@ class Pool:
 
     # -- the caller's side ---------------------------------------------------------
 
-    def submit(self, call: Call, owner: object) -> None:
-        """Pickle ``call`` and hand it to an idle worker, or queue it; ``owner`` (the executor) names it in errors."""
+    def submit(self, call: Call, owner: object, frame: bytes | None = None) -> None:
+        """Pickle ``call`` and hand it to an idle worker, or queue it; ``owner`` (the executor) names it in errors.
+
+        ``frame``: the call already pickled and framed (a chunk of ``map()``).
+        """
         if importing_main():
             raise RuntimeError(
                 "a worker process tried to start worker processes while importing the main module; "
                 "protect the main script's entry point with: if __name__ == '__main__':"
             )
         # By name where the name finds a wrapper (@async_wrap(executor=...) on a module-level function).
-        fn, args, kwargs = function_reference(call.fn), call.args, call.kwargs
-        job = Job(call, framed(dumps((fn, args, kwargs), lambda: call_pieces(fn, args, kwargs), fn)))
+        if frame is None:
+            fn, args, kwargs = function_reference(call.fn), call.args, call.kwargs
+            frame = framed(dumps((fn, args, kwargs), lambda: call_pieces(fn, args, kwargs), fn))
+        job = Job(call, frame)
         call.handle = job
         start_manager = False
         with self.lock:
@@ -204,6 +214,19 @@ class Pool:
             else:
                 self.close_wake_pipe_locked()
         return dropped
+
+    def unfinished_futures(self) -> list[cf.Future[Any]]:
+        """The Futures of ``submit()``ted calls not done yet, queued or running."""
+        with self.lock:
+            calls = [job.call for job in self.pending]
+            calls += [worker.job.call for worker in self.workers if worker.job is not None]
+        return [call.future for call in calls if isinstance(call, SubmittedCall) and not call.future.done()]
+
+    def kill_workers(self) -> None:
+        """Kill every worker process, whatever it is doing; the manager reaps them and fails their calls."""
+        with self.lock:
+            for worker in self.workers:
+                worker.process.kill()
 
     def statistics(self) -> ExecutorStatistics:
         """A snapshot of the pool's counters."""

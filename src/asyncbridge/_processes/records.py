@@ -96,7 +96,7 @@ class WorkerProcess:
         self.writing = False  # registered with the selector for write readiness
         self.replies = FrameReader()  # splits what reply_fd delivers into frames
         self.idle_since = 0.0
-        self.deadline = 0.0  # when a STOPPING worker gets killed
+        self.deadline = 0.0  # when a STARTING (start_timeout) or STOPPING (STOP_GRACE) worker gets killed
         self.start_failure: tuple[str, BaseException | None] | None = None
         self.unreached = False  # a write found the worker's end of the pipe closed
         # Who reads the reply pipe: MANAGER, an asyncio loop, or None (nobody:

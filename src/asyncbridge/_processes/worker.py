@@ -31,6 +31,7 @@ __all__ = [
     "bootstrap_command",
     "import_cloudpickle",
     "importing_main",
+    "process_chunk",
     "serve",
     "serve_connections",
     "type_name",
@@ -126,7 +127,11 @@ def serve(request_fd: int, reply_fd: int, alive_fd: int, *, lazy_main: bool = Tr
     # that run them); a worker dying of it on its own would only be noise.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _watch_parent(alive_fd)
-    requests = open(request_fd, "rb", buffering=0)  # noqa: SIM115  # lives as long as the worker
+    with open(request_fd, "rb", buffering=0) as requests:
+        return _serve(requests, reply_fd, lazy_main)
+
+
+def _serve(requests: Any, reply_fd: int, lazy_main: bool) -> int:
     init = read_frame(requests)
     if not init:
         return 0
@@ -189,6 +194,23 @@ def _run(frame: bytes | bytearray) -> bytes:
     )
     sending_error.__cause__ = error
     return _exception_reply(RAISED, sending_error)
+
+
+def process_chunk(fn: Any, chunk: Any) -> tuple[list[Any], bytes | None]:
+    """Run ``fn(*args)`` for each ``args`` of ``chunk`` (a chunk of ``ProcessExecutor.map``), in order.
+
+    Returns the results, and None; or, if a call raised, the results of the
+    calls before it and the exception as a pickled ``(RAISED, ...)`` reply (the
+    calls after it do not run), so the parent raises it at the item it
+    belongs to, with the worker's traceback.
+    """
+    results: list[Any] = []
+    for args in chunk:
+        try:
+            results.append(fn(*args))
+        except BaseException as exc:  # goes back to the caller, who re-raises it
+            return results, _exception_reply(RAISED, exc)
+    return results, None
 
 
 def _exception_reply(kind: int, exc: BaseException) -> bytes:
