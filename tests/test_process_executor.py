@@ -19,7 +19,15 @@ import pytest
 
 import _process_helpers as helpers
 import asyncbridge
-from _process_testing import accept_started, child_pids, default_executor, rendezvous, sync_rendezvous, wait_gone
+from _process_testing import (
+    accept_started,
+    child_pids,
+    default_executor,
+    pool_of,
+    rendezvous,
+    sync_rendezvous,
+    wait_gone,
+)
 from asyncbridge import ProcessExecutor, WorkerCrashedError, async_wrap, to_process
 
 # -- construction and bad input -----------------------------------------------------------
@@ -509,3 +517,90 @@ async def test_loop_keeps_ticking_during_to_process_but_stalls_inline() -> None:
     if not lags:
         pytest.skip(f"other processes used at least {least_busy:.0%} of the CPUs during every try")
     assert min(lags) < 0.05, f"worst lags {[round(lag * 1000) for lag in lags]} ms"
+
+
+# -- warming up, and the default executor behind to_process -------------------------------
+
+
+@pytest.mark.anyio
+async def test_warm_up_starts_every_worker_and_returns_once_they_answer() -> None:
+    async with ProcessExecutor(2) as executor:
+        assert executor.statistics().workers == 0  # lazy: nothing started yet
+        with anyio.fail_after(60):
+            await executor.warm_up()
+        pool = pool_of(executor)
+        with pool.lock:
+            assert (pool.alive, pool.starting) == (2, 0)  # both started and ready, before any call
+        assert len([p for p in child_pids()]) >= 2
+        pids = {await executor.run(helpers.getpid) for _ in range(4)}
+        assert pids <= {worker.pid for worker in pool.workers}
+        assert executor.statistics().workers == 2  # the calls started no worker of their own
+
+
+@pytest.mark.anyio
+async def test_warm_up_of_some_workers_starts_only_those() -> None:
+    async with ProcessExecutor(3) as executor:
+        with anyio.fail_after(60):
+            await executor.warm_up(1)
+        assert executor.statistics().workers == 1
+        with anyio.fail_after(60):
+            await executor.warm_up(1)  # already warm: returns at once
+        assert executor.statistics().workers == 1
+
+
+@pytest.mark.anyio
+async def test_warm_up_raises_when_workers_cannot_start() -> None:
+    async with ProcessExecutor(1, initializer=helpers.exiting_initializer, initargs=(3,)) as executor:
+        with anyio.fail_after(60), pytest.raises(asyncbridge.WorkerStartError):
+            await executor.warm_up()
+
+
+@pytest.mark.anyio
+async def test_warm_up_of_a_shut_down_executor_fails() -> None:
+    executor = ProcessExecutor(1)
+    executor.shutdown()
+    with pytest.raises(asyncbridge.ExecutorShutdownError):
+        await executor.warm_up()
+
+
+@pytest.mark.parametrize(("workers", "error"), [(0, ValueError), (3, ValueError), ("1", TypeError)])
+@pytest.mark.anyio
+async def test_warm_up_checks_how_many_workers(workers: object, error: type[Exception]) -> None:
+    async with ProcessExecutor(2) as executor:
+        with pytest.raises(error, match="workers must be"):
+            await executor.warm_up(workers)  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+async def test_to_process_uses_the_default_process_executor_that_was_set() -> None:
+    mine = ProcessExecutor(1, initializer=helpers.set_greeting, initargs=("from my pool",))
+    previous = asyncbridge.set_default_process_executor(mine)
+    try:
+        assert asyncbridge.get_default_process_executor() is mine
+        with anyio.fail_after(60):
+            assert await to_process(helpers.get_greeting) == "from my pool"
+    finally:
+        restored = previous if previous is not None else ProcessExecutor()
+        asyncbridge.set_default_process_executor(restored)
+        await mine.aclose()
+
+
+def test_the_default_process_executor_is_sized_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from asyncbridge._processes import executor as executor_module
+
+    monkeypatch.setattr(executor_module, "_default", None)
+    monkeypatch.setenv("ASYNCBRIDGE_MAX_PROCESSES", "3")
+    created = asyncbridge.get_default_process_executor()
+    try:
+        assert created.max_workers == 3
+    finally:
+        created.shutdown()
+    monkeypatch.setattr(executor_module, "_default", None)
+    monkeypatch.setenv("ASYNCBRIDGE_MAX_PROCESSES", "many")
+    with pytest.raises(ValueError, match="ASYNCBRIDGE_MAX_PROCESSES must be a whole number"):
+        asyncbridge.get_default_process_executor()
+
+
+def test_only_a_process_executor_can_be_the_default_one() -> None:
+    with pytest.raises(TypeError, match="expects a ProcessExecutor, got ThreadExecutor"):
+        asyncbridge.set_default_process_executor(asyncbridge.ThreadExecutor(1))  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ from ._exceptions import (
 from ._limit import CapacityLimiter, CapacityLimiterStatistics
 from ._pinned import pinned_thread
 from ._portal import sync_wrap
-from ._processes import ProcessExecutor, to_process
+from ._processes import ProcessExecutor, get_default_process_executor, set_default_process_executor, to_process
 from ._statistics import ExecutorStatistics
 from ._threads import DEFAULT_MAX_THREADS, ThreadExecutor, get_default_executor, set_default_executor
 from ._wrap import async_wrap, to_thread
@@ -42,8 +42,10 @@ __all__ = [
     "async_wrap",
     "check_cancelled",
     "get_default_executor",
+    "get_default_process_executor",
     "pinned_thread",
     "set_default_executor",
+    "set_default_process_executor",
     "sync_wrap",
     "to_process",
     "to_thread",

@@ -14,6 +14,6 @@ Where each part lives (each module imports only from those below it):
 - :mod:`.framing`: the wire format both sides share.
 """
 
-from .executor import ProcessExecutor, to_process
+from .executor import ProcessExecutor, get_default_process_executor, set_default_process_executor, to_process
 
-__all__ = ["ProcessExecutor", "to_process"]
+__all__ = ["ProcessExecutor", "get_default_process_executor", "set_default_process_executor", "to_process"]

@@ -38,7 +38,7 @@ from .pickling import MapChunk, chunk_error, chunk_pieces, describe_function, du
 from .pool import STOP_GRACE, Pool
 from .records import SubmittedCall
 
-__all__ = ["ProcessExecutor", "to_process"]
+__all__ = ["ProcessExecutor", "get_default_process_executor", "set_default_process_executor", "to_process"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -343,6 +343,35 @@ class ProcessExecutor(ExecutorBase):
             return
         await wait_off_loop(pool.all_exited)
 
+    async def warm_up(self, workers: int | None = None) -> None:
+        """Start worker processes ahead of traffic; return once they answer.
+
+        Starts workers until ``workers`` (all ``max_workers`` by default) are
+        running, and returns once each has started and run the initializer,
+        so the first calls do not pay for a start (tens of milliseconds for a
+        light module, much more for one that imports a web framework). Call it
+        in your app's lifespan. Warm workers still exit after ``idle_timeout``
+        without calls; pass ``idle_timeout=None`` to keep them.
+
+        Raises:
+            TypeError | ValueError: ``workers`` is not an int from 1 to ``max_workers``.
+            ExecutorShutdownError: the executor is shut down (also if it is shut down meanwhile).
+            WorkerStartError: workers keep failing to start (their initializer raises or hangs).
+        """
+        pool = self._pool
+        wanted = pool.max_workers if workers is None else check_count(workers, "workers")
+        if wanted > pool.max_workers:
+            raise ValueError(f"workers must be at most max_workers ({pool.max_workers}), got {wanted}")
+        ready = pool.warm_up(wanted, self)
+        if not ready.is_set():
+            await wait_off_loop(ready)
+        with pool.lock:
+            if pool.alive - pool.starting >= wanted:
+                return
+            if pool.shutdown:
+                raise ExecutorShutdownError(f"{self!r} was shut down while it warmed up")
+            raise pool.start_error_locked()
+
     def statistics(self) -> ExecutorStatistics:
         """Return a snapshot of the pool's state: workers, running, queued, totals, waits."""
         return self._pool.statistics()
@@ -375,15 +404,59 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_pools_after_fork)
 
 
-def _default_executor() -> ProcessExecutor:
+MAX_PROCESSES_ENV = "ASYNCBRIDGE_MAX_PROCESSES"
+
+
+def get_default_process_executor() -> ProcessExecutor:
+    """Return the process executor that :func:`to_process` uses, creating it on first use.
+
+    It has one worker per usable CPU, or the number in the
+    ``ASYNCBRIDGE_MAX_PROCESSES`` environment variable when set; it is shut
+    down at interpreter exit.
+
+    Raises:
+        ValueError: ``ASYNCBRIDGE_MAX_PROCESSES`` is set to something other than a
+            whole number of at least 1.
+    """
     global _default
     executor = _default
     if executor is None:
         with _default_lock:
             if _default is None:
-                _default = ProcessExecutor()
+                raw = os.environ.get(MAX_PROCESSES_ENV)
+                size: int | None = None
+                if raw is not None:
+                    try:
+                        size = int(raw)
+                    except ValueError:
+                        raise ValueError(
+                            f"{MAX_PROCESSES_ENV} must be a whole number of processes (at least 1), got {raw!r}"
+                        ) from None
+                    check_count(size, MAX_PROCESSES_ENV)
+                _default = ProcessExecutor(size)
             executor = _default
     return executor
+
+
+def set_default_process_executor(executor: ProcessExecutor) -> ProcessExecutor | None:
+    """Make ``executor`` the one :func:`to_process` uses; return the old one (not shut down).
+
+    For example ``set_default_process_executor(ProcessExecutor(4, initializer=setup))``
+    at startup, then ``await get_default_process_executor().warm_up()`` in the
+    app's lifespan.
+
+    Raises:
+        TypeError: ``executor`` is not a :class:`ProcessExecutor`.
+    """
+    global _default
+    if not isinstance(executor, ProcessExecutor):
+        raise TypeError(
+            f"set_default_process_executor() expects a ProcessExecutor, got {type(executor).__name__}; "
+            "pass another executor to async_wrap(executor=...) instead"
+        )
+    with _default_lock:
+        old, _default = _default, executor
+    return old
 
 
 async def to_process(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
@@ -394,8 +467,9 @@ async def to_process(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -
 
         digest = await to_process(hash_file, path, algorithm="sha256")
 
-    It uses a default executor with one worker per usable CPU, created on first
-    use and shut down at interpreter exit. Cancelling the await kills the
+    It uses the default process executor (:func:`get_default_process_executor`):
+    one worker per usable CPU unless set otherwise, created on first use and
+    shut down at interpreter exit. Cancelling the await kills the
     worker running the call.
 
     Raises:
@@ -406,7 +480,7 @@ async def to_process(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -
         BaseException: whatever ``fn`` raised, with the worker's traceback as
             its ``__cause__``.
     """
-    executor = _default_executor()
+    executor = get_default_process_executor()
     call = Call(fn, args, kwargs, None, executor)
     result: T = await current_inbox().run(call)
     return result

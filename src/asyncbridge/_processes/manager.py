@@ -126,7 +126,7 @@ class Manager:
             # Start workers for queued calls, within the bound.
             if not pool.shutdown:
                 queued = pool.queued  # a failed start may have failed the queued calls just now
-            launches = min(queued - pool.starting, pool.max_workers - pool.alive)
+            launches = min(max(queued - pool.starting, pool.warm_target - pool.alive), pool.max_workers - pool.alive)
             if pool.start_failures >= MAX_START_FAILURES:  # one attempt at a time, not before retry_at
                 launches = min(launches, 1) if not pool.starting and now >= pool.retry_at else 0
             if pool.shutdown and pool.start_failures:  # no new tries once shut down: fail what is queued
@@ -274,6 +274,7 @@ class Manager:
                     pool.starting -= 1
                     pool.start_failures = 0
                     pool.worker_free_locked(worker, time.monotonic())
+                    pool.warm_done_locked()
             return
         if kind == START_FAILED:
             _, remote_exc, text, description = message

@@ -133,6 +133,10 @@ class Pool:
         self.wake_w = -1
         self.wake_pending = False
         self.start_failures = 0  # in a row
+        # warm_up(): the manager starts workers until this many are alive, then sets warmed.
+        self.warm_target = 0
+        self.warmed = threading.Event()
+        self.warmed.set()
         self.retry_at = 0.0
         self.last_start_failure: tuple[str, BaseException | None] | None = None
 
@@ -197,11 +201,43 @@ class Pool:
         call.drop()
         return True
 
+    def warm_up(self, workers: int, owner: object) -> threading.Event:
+        """Have at least ``workers`` workers started; the event is set once they are ready (or starts keep failing)."""
+        start_manager = False
+        with self.lock:
+            if self.shutdown:
+                raise ExecutorShutdownError(f"{owner!r} is shut down; create a new executor to run more calls")
+            if self.alive - self.starting >= workers:
+                ready = threading.Event()
+                ready.set()
+                return ready
+            self.warm_target = max(self.warm_target, workers)
+            self.warmed.clear()
+            if self.manager is None:
+                self._new_manager_locked()
+                start_manager = True
+            else:
+                self._wake_locked()
+            event = self.warmed
+        if start_manager:
+            assert self.manager is not None
+            self.manager.start()
+        return event
+
+    def warm_done_locked(self) -> None:
+        """A worker became ready, starts keep failing, or the pool shuts down: wake a warm_up() if it is over."""
+        if self.warm_target and (
+            self.alive - self.starting >= self.warm_target or self.shutdown or self.start_failures >= MAX_START_FAILURES
+        ):
+            self.warm_target = 0
+            self.warmed.set()
+
     def begin_shutdown(self, cancel_futures: bool) -> list[Call]:
         """Take no more calls and let the workers exit; with ``cancel_futures``, return the queued calls, dropped."""
         dropped: list[Call] = []
         with self.lock:
             self.shutdown = True
+            self.warm_done_locked()
             if cancel_futures:
                 while self.pending:
                     call = self.pending.popleft().call
@@ -447,6 +483,7 @@ class Pool:
             if self.start_failures >= MAX_START_FAILURES:
                 self.retry_at = time.monotonic() + START_RETRY_DELAY
                 failed = [(job.call, self.start_error_locked()) for job in self.take_queued_locked()]
+                self.warm_done_locked()
         return failed
 
     def start_error_locked(self) -> WorkerStartError:
