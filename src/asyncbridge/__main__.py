@@ -7,7 +7,7 @@ import sys
 USAGE = """usage: python -m asyncbridge COMMAND [ARGS...]
 
 commands:
-  demo     show, live, what asyncbridge is for (about 20 seconds)
+  demo     show, live, what asyncbridge is for (under 10 seconds)
   watch    run an asyncio program unchanged and report what blocked its event loop:
            python -m asyncbridge watch [--threshold S] [--report FILE] -- (SCRIPT | -m MODULE) [ARGS...]
 """
