@@ -18,6 +18,21 @@ FRAMES_ABOVE_SITE = 3  # how many callers of the blocking frame a report shows; 
 MAX_REPORT_FRAMES = 12  # longer stacks are elided in the middle of a report (never in ``stack``)
 
 
+# Frames (file name, function) that run an event loop's tasks and callbacks: a caller is never above one.
+_LOOP_RUNNERS = frozenset(
+    {
+        ("events.py", "_run"),  # asyncio's Handle._run: every callback and task step
+        ("base_events.py", "_run_once"),
+        ("base_events.py", "run_forever"),
+        ("base_events.py", "run_until_complete"),
+        ("runners.py", "run"),  # asyncio.run, under uvloop too (its loop is in C)
+        ("_run.py", "unrolled_run"),  # trio
+        ("_run.py", "run"),
+        ("_run.py", "start_guest_run"),
+    }
+)
+
+
 @dataclass(frozen=True, eq=False)
 class BlockingEvent:
     """One time the event loop thread did not get back to the loop, or made a known blocking call.
@@ -57,6 +72,26 @@ class BlockingEvent:
         """
         index = _site_index(self.stack)
         return None if index is None else self.stack[index]
+
+    @property
+    def caller(self) -> traceback.FrameSummary | None:
+        """The frame of your own code that called :attr:`site`: the first one above it, skipping library frames.
+
+        What tells apart two paths into one blocking function (a helper called
+        from two endpoints). ``None`` when no frame of your code is above the
+        site (an endpoint called by the framework), or when the site itself is
+        not your code.
+        """
+        index = _site_index(self.stack)
+        if index is None or library_frame(self.stack[index].filename):
+            return None
+        for outer in range(index - 1, -1, -1):
+            frame = self.stack[outer]
+            if not library_frame(frame.filename):
+                return frame
+            if (os.path.basename(frame.filename), frame.name) in _LOOP_RUNNERS:
+                return None  # the site runs in a task: what started the loop did not call it
+        return None
 
     def format(self) -> str:
         """Return the report the ``asyncbridge.blocking`` logger prints for this event."""
