@@ -8,7 +8,9 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -327,7 +329,9 @@ def test_summary_text_says_which_process_each_block_came_from(tmp_path: Path) ->
     assert result.returncode == 0, result.stderr
     pids = eval(result.stdout.strip().splitlines()[-1])
     assert re.search(r"threshold 0.05 s, watched \d+ processes, 3 event loops\)", result.stderr)
-    assert re.search(rf"in pid {pids['spawn']} \(SpawnProcess-\d+\), pid {pids['fork']} \(ForkProcess-\d+\)", result.stderr)
+    assert re.search(
+        rf"in pid {pids['spawn']} \(SpawnProcess-\d+\), pid {pids['fork']} \(ForkProcess-\d+\)", result.stderr
+    )
     assert f"in pid {pids['subprocess']} (-c)" in result.stderr
 
 
@@ -349,7 +353,7 @@ def test_a_users_own_sitecustomize_still_runs(tmp_path: Path) -> None:
     (own / "sitecustomize.py").write_text("import os\nos.environ['OWN_SITECUSTOMIZE'] = 'ran'\n")
     (tmp_path / "parent.py").write_text(
         "import subprocess, sys\n"
-        "code = 'import os, sys; print(os.environ.get(\"OWN_SITECUSTOMIZE\"), \"asyncbridge._watch\" in sys.modules)'\n"
+        'code = \'import os, sys; print(os.environ.get("OWN_SITECUSTOMIZE"), "asyncbridge._watch" in sys.modules)\'\n'
         "subprocess.run([sys.executable, '-c', code], check=True)\n"
     )
     import os
@@ -426,3 +430,83 @@ def test_sites_are_grouped_by_the_caller_that_reached_the_blocking_function(tmp_
     first, second = summary.split("called from ")[1:3]
     assert re.match(r"users  callers.py:1[13]\n", first)  # the line of the worse of its two blocks
     assert second.startswith("orders  callers.py:8")
+
+
+# -- uvicorn's worker processes, for real -----------------------------------------------------
+
+APP = textwrap.dedent(
+    """
+    import time
+
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.get("/block")
+    async def block():
+        time.sleep(0.3)  # the line watch must name
+        return {"ok": True}
+    """
+)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.mark.parametrize("mode", [["--workers", "2"], ["--reload"]], ids=["workers", "reload"])
+def test_uvicorn_workers_blocks_are_reported_with_the_workers_pid(tmp_path: Path, mode: list[str]) -> None:
+    """uvicorn --workers 2 / --reload serve from child processes: their blocks reach watch's summary, by pid."""
+    import os
+
+    import httpx
+
+    (tmp_path / "app.py").write_text(APP)
+    port = _free_port()
+    command = [sys.executable, "-m", "asyncbridge", "watch", "--threshold", "0.05", "--format", "json", "--"]
+    command += ["-m", "uvicorn", "--app-dir", str(tmp_path), "app:app", "--host", "127.0.0.1", "--port", str(port)]
+    stderr_path = tmp_path / "stderr.txt"
+    with stderr_path.open("w") as stderr_file:
+        process = subprocess.Popen(
+            command + mode, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=stderr_file, start_new_session=True
+        )
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+                deadline = time.monotonic() + 60
+                while True:
+                    try:
+                        response = client.get("/block")
+                        break
+                    except httpx.TransportError:
+                        assert time.monotonic() < deadline, stderr_path.read_text()
+                        assert process.poll() is None, stderr_path.read_text()
+                        time.sleep(0.1)
+                assert response.json() == {"ok": True}
+                for _ in range(3):
+                    client.get("/block").raise_for_status()
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=60)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(10)
+    stderr = stderr_path.read_text()
+    assert process.returncode == 0, stderr
+    data: Any = last_json(stderr)
+    processes = {p["pid"]: p for p in data["processes"]}
+    [site] = [s for s in data["sites"] if s["function"] == "block"]
+    assert (site["file"], site["line"], site["code"]) == (
+        str(tmp_path / "app.py"),
+        10,
+        "time.sleep(0.3)  # the line watch must name",
+    )
+    assert site["count"] == 4
+    for pid in site["pids"]:  # served by the workers, never by the supervisor that watch runs
+        assert pid != process.pid
+        assert processes[pid]["role"].startswith("SpawnProcess-")
+        assert processes[pid]["loops"] >= 1

@@ -31,6 +31,7 @@ time, with count, worst duration, and the processes they came from;
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import importlib.abc
 import importlib.machinery
@@ -205,6 +206,7 @@ class _Watcher:
         self.events: list[BlockingEvent] = []  # appended from watchdog threads
         self.loops: set[int] = set()  # the loops run: asyncio.run runs one three times (its shutdown steps)
         self.active = False
+        self.loops_seen = 0  # in every process watched, once merged
         self._restore: list[Callable[[], None]] = []
 
     @property
@@ -303,7 +305,7 @@ class _Watcher:
         original: Callable[..., Any] = trio.run
         if not self.active:
             return
-        trio.run = self._wrap_trio(original)
+        setattr(trio, "run", self._wrap_trio(original))  # noqa: B010  # trio's own type says run is a function
         self._restore.append(functools.partial(setattr, trio, "run", original))
 
     def _wrap_trio(self, original: Callable[..., Any]) -> Callable[..., Any]:
@@ -363,10 +365,9 @@ class _PatchOnImport(importlib.abc.MetaPathFinder):
             except Exception:  # never let the watcher break the program it watches
                 traceback.print_exc()
 
-        try:
-            loader.exec_module = exec_module  # type: ignore[method-assign]  # this one spec's loader only
-        except AttributeError:  # a loader that takes no attributes: that module goes unwatched
-            pass
+        # This one spec's loader only; a loader that takes no attributes leaves that module unwatched.
+        with contextlib.suppress(AttributeError):
+            loader.exec_module = exec_module  # type: ignore[method-assign]
         return spec
 
 
@@ -394,8 +395,8 @@ class _Process:
 def _processes(watcher: _Watcher) -> list[_Process]:
     """The watched process (first), then every process that reported to the directory, by pid."""
     main = _Process(os.getpid(), "main", list(sys.argv), len(watcher.loops))
-    for event in list(watcher.events):
-        main.events.append({"pid": main.pid, "role": main.role, **_event_dict(event)})
+    for blocking in list(watcher.events):
+        main.events.append({"pid": main.pid, "role": main.role, **_event_dict(blocking)})
     others: dict[int, _Process] = {}
     if watcher.report_dir is not None:
         for path in sorted(Path(watcher.report_dir).glob("*.jsonl")):
@@ -723,20 +724,25 @@ def main(argv: list[str]) -> int:
         if in_main_thread:
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
         watcher.uninstall()
-        if os.getpid() != watcher.pid:  # a fork child of the program that returned here: it reported already
-            return code
-        sys.stdout.flush()
-        processes = _processes(watcher)
-        if children is not None:
-            children.close()
-        if options.format == "json":
-            print(json.dumps(_report(watcher, processes)), file=sys.stderr, flush=True)
-        else:
-            print(_summary_text(watcher, processes), file=sys.stderr, flush=True)
-        if options.report is not None:
-            with open(options.report, "w", encoding="utf-8") as file:
-                json.dump(_report(watcher, processes), file, indent=2)
-                file.write("\n")
-    if code == 0 and not sum(process.loops for process in processes):
+        if os.getpid() == watcher.pid:  # not in a fork child of the program that returned here: it reported already
+            _finish(watcher, children, options)
+    if code == 0 and os.getpid() == watcher.pid and not watcher.loops_seen:
         code = NOTHING_CHECKED
     return code
+
+
+def _finish(watcher: _Watcher, children: _Children | None, options: _Options) -> None:
+    """Merge every process's report, clean up, and print (and write) the summary."""
+    sys.stdout.flush()
+    processes = _processes(watcher)
+    if children is not None:
+        children.close()
+    if options.format == "json":
+        print(json.dumps(_report(watcher, processes)), file=sys.stderr, flush=True)
+    else:
+        print(_summary_text(watcher, processes), file=sys.stderr, flush=True)
+    if options.report is not None:
+        with open(options.report, "w", encoding="utf-8") as file:
+            json.dump(_report(watcher, processes), file, indent=2)
+            file.write("\n")
+    watcher.loops_seen = sum(process.loops for process in processes)
