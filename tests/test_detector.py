@@ -510,3 +510,30 @@ def test_report_of_strict_mode_calls() -> None:
         str(BlockingEvent(0.0, stack, None, 0.0, call="os.read"))
         == BlockingEvent(0.0, stack, None, 0.0, call="os.read").format()
     )
+
+
+async def test_checkpoint_makes_a_block_that_just_ended_visible_in_events() -> None:
+    """Right after a block, events may not hold it yet; after `await detector.checkpoint()` it does, once."""
+
+    async def attempt() -> None:
+        async with BlockingDetector(THRESHOLD) as detector:
+            await anyio.lowlevel.checkpoint()
+            line = here()
+            time.sleep(BLOCK)
+            await detector.checkpoint()
+            assert [(e.stack[-1].lineno, e.call) for e in detector.events] == [(line, None)]
+            await detector.checkpoint()  # nothing new: returns, adds nothing
+            assert len(detector.events) == 1
+        assert len(detector.events) == 1
+
+    await on_a_quiet_try(attempt)
+
+
+async def test_checkpoint_returns_at_once_when_nothing_blocked_or_inactive() -> None:
+    """A checkpoint with no block records nothing, and an inactive detector's returns straight away."""
+    detector = BlockingDetector(THRESHOLD)
+    with anyio.fail_after(5):
+        await detector.checkpoint()
+        async with detector:
+            await detector.checkpoint()
+    assert detector.events == []

@@ -137,10 +137,9 @@ import pytest
 async def test_expects_a_block(blocking_detector):
     assert blocking_detector.threshold == 0.05
     time.sleep(0.3)
-    await blocking_detector.__aexit__(None, None, None)  # make sure the event is in
+    await blocking_detector.checkpoint()  # the documented recipe: the event is in after it
     assert [e.site.name for e in blocking_detector.events] == ["test_expects_a_block"]
     blocking_detector.events.clear()
-    await blocking_detector.__aenter__()
 
 @pytest.mark.anyio
 async def test_does_not_clear(blocking_detector):

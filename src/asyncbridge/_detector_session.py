@@ -76,6 +76,8 @@ if TYPE_CHECKING:
 __all__ = [
     "DetectorSession",
     "DetectorSettings",
+    "checkpoint_asyncio",
+    "checkpoint_trio",
     "entry_frame",
     "start_asyncio",
     "start_trio",
@@ -169,6 +171,7 @@ class DetectorSession:
         self.stop_at: float | None = None
         self.exited = False
         self.on_exit: Callable[[], None] | None = None
+        self.checkpoints: deque[Callable[[], None]] = deque()  # called once the gaps before them are recorded
         self._wake = threading.Event()
         self._go = threading.Event()  # set once the loop side has started: nothing before is judged
         self._thread = threading.Thread(target=self._run, name="asyncbridge-watchdog", daemon=True)
@@ -203,6 +206,17 @@ class DetectorSession:
     def join(self) -> None:
         self._thread.join()
 
+    def checkpoint(self, done: Callable[[], None]) -> None:
+        """Have ``done`` called, in the watchdog thread, once every block that ended by now is recorded.
+
+        Call on the loop thread: being here means any block is over, so the
+        beat is taken now rather than at the heartbeat's next turn (which
+        could come after the caller's next step), and the watchdog is woken.
+        """
+        self.tick()
+        self.checkpoints.append(done)
+        self._wake.set()
+
     # -- the watchdog thread ------------------------------------------------------
 
     def _run(self) -> None:
@@ -220,12 +234,17 @@ class DetectorSession:
     def _watch(self) -> None:
         trigger, interval, wait, gaps = self.trigger, self.interval, self._wake.wait, self.gaps
         pending: _Pending | None = None
+        checkpoints, woken = self.checkpoints, self._wake
         while self.stop_at is None:
+            woken.clear()  # a checkpoint's wake-up (a stop is seen by the loop condition)
+            answered = len(checkpoints)  # each appended after its gap: those gaps are drained below
             if self.calls:
                 self._drain_calls()
             beat = self.beat  # read before the gaps: a gap is noted before the beat that ends it
             while gaps:
                 pending = self._record_gap(pending, *gaps.popleft())
+            for _ in range(answered):
+                checkpoints.popleft()()
             if pending is not None:
                 if pending.idle and pending.beat == beat:
                     pending = self._sample(beat)  # late but idle so far: is it blocked now?
@@ -245,6 +264,8 @@ class DetectorSession:
             self._record_gap(pending, pending.beat, end)  # it lasted until the stop
         elif end - beat >= trigger:  # a gap that ended just before the stop, unseen
             self._record_gap(None, beat, end)
+        while checkpoints:
+            checkpoints.popleft()()
         self.entry_frame = None
 
     def _record_gap(self, pending: _Pending | None, start: float, end: float) -> _Pending | None:
@@ -407,6 +428,33 @@ async def stop_asyncio(session: DetectorSession, loop: asyncio.AbstractEventLoop
     session.stop()
     if not session.exited:
         await done
+
+
+async def checkpoint_asyncio(session: DetectorSession, loop: asyncio.AbstractEventLoop) -> None:
+    """Wait, without blocking ``loop``, until ``session`` has recorded every block that ended by now."""
+    done = loop.create_future()
+
+    def wake() -> None:  # in the watchdog thread
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+            loop.call_soon_threadsafe(_resolve, done)
+
+    session.checkpoint(wake)
+    await done
+
+
+async def checkpoint_trio(session: DetectorSession) -> None:
+    """Wait, without blocking the trio run, until ``session`` has recorded every block that ended by now."""
+    import trio
+
+    done = trio.Event()
+    token = trio.lowlevel.current_trio_token()
+
+    def wake() -> None:  # in the watchdog thread
+        with contextlib.suppress(trio.RunFinishedError):
+            token.run_sync_soon(done.set)
+
+    session.checkpoint(wake)
+    await done.wait()
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
