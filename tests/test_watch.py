@@ -510,3 +510,35 @@ def test_uvicorn_workers_blocks_are_reported_with_the_workers_pid(tmp_path: Path
         assert pid != process.pid
         assert processes[pid]["role"].startswith("SpawnProcess-")
         assert processes[pid]["loops"] >= 1
+
+
+def test_summary_puts_a_gil_wait_on_the_holders_line_and_marks_starved_blocks() -> None:
+    """A GIL wait is summarised at the line of the thread that held the GIL; a starved block says so."""
+    import traceback
+
+    from asyncbridge import BlockingEvent
+
+    def stack(*frames: tuple[str, int, str]) -> traceback.StackSummary:
+        return traceback.StackSummary.from_list(
+            [traceback.FrameSummary(file, line, name, lookup_line=False) for file, line, name in frames]
+        )
+
+    loop_line = stack(("/srv/app.py", 10, "handler"))
+    holder = stack(("/srv/work.py", 3, "crunch"))
+    watcher = _watch._Watcher(0.05, None, child=False)
+    watcher.loops.add(1)
+    watcher.events += [
+        BlockingEvent(0.4, loop_line, "Task-1", 0.0, cpu_time=0.0, cpu_wait=0.0, gil_holders=(("crunch-0", holder),)),
+        BlockingEvent(0.3, loop_line, "Task-2", 0.0, cpu_time=0.01, cpu_wait=0.25),
+    ]
+    text = _watch._summary_text(watcher, _watch._processes(watcher))
+    rows = summary_rows(text)
+    assert [(row[0], row[3]) for row in rows] == [("0.400", "crunch"), ("0.300", "handler")]
+    assert "crunch  /srv/work.py:3\n" in text
+    assert "the loop waited for the GIL, held by thread 'crunch-0' running this line" in text
+    assert "starved, not blocked: the loop thread waited for a CPU" in text
+    report = _watch._report(watcher, _watch._processes(watcher))
+    assert [(s["cause"], s["gil_thread"]) for s in report["sites"]] == [("gil", "crunch-0"), ("starved", None)]
+    assert report["events"][0]["gil_holders"] == [
+        {"thread": "crunch-0", "site": {"file": "/srv/work.py", "line": 3, "function": "crunch", "code": ""}}
+    ]

@@ -178,7 +178,15 @@ def _frame_dict(frame: Any) -> dict[str, Any]:
 
 def _event_dict(event: BlockingEvent) -> dict[str, Any]:
     site, caller = event.site, event.caller
+    holders: list[dict[str, Any]] = []
+    for thread, stack in event.gil_holders:
+        held = BlockingEvent(0.0, stack, None, 0.0).site
+        holders.append({"thread": thread, "site": None if held is None else _frame_dict(held)})
     return {
+        "cause": event.cause,
+        "cpu_time": event.cpu_time,
+        "cpu_wait": event.cpu_wait,
+        "gil_holders": holders,
         "duration": event.duration,
         "started_at": event.started_at,
         "task_name": event.task_name,
@@ -433,6 +441,8 @@ class _Site:
     line: int | None
     code: str
     caller: dict[str, Any] | None
+    cause: str = "blocked"
+    thread: str | None = None  # for "gil": the thread that held the GIL, running this site
     count: int = 0
     total: float = 0.0
     worst: float = 0.0
@@ -447,16 +457,24 @@ def _sites(events: list[dict[str, Any]]) -> list[_Site]:
     line each time, and is one site (the line shown is the worst block's).
     The caller by function too, its line the worst block's.
     """
-    sites: dict[tuple[str, ...], _Site] = {}
+    sites: dict[tuple[str | None, ...], _Site] = {}
     for event in events:
-        frame, caller = event.get("site"), event.get("caller")
+        frame: dict[str, Any] | None = event.get("site")
+        caller: dict[str, Any] | None = event.get("caller")
+        cause: str = event.get("cause") or "blocked"
+        thread: str | None = None
+        holders: list[dict[str, Any]] = event.get("gil_holders") or []
+        if cause == "gil" and holders:  # the loop's own line is innocent: the site is the holder's
+            frame, caller, thread = holders[0]["site"], None, holders[0]["thread"]
         caller_key = ("", "") if caller is None else (caller["file"], caller["function"])
         if frame is None:
-            key = ("", "(stack not sampled)", *caller_key)
-            site = sites.setdefault(key, _Site("(stack not sampled)", "", None, "", None))
+            key = (cause, thread, "", "(stack not sampled)", *caller_key)
+            site = sites.setdefault(key, _Site("(stack not sampled)", "", None, "", None, cause, thread))
         else:
-            key = (frame["file"], frame["function"], *caller_key)
-            site = sites.setdefault(key, _Site(frame["function"], frame["file"], frame["line"], frame["code"], caller))
+            key = (cause, thread, frame["file"], frame["function"], *caller_key)
+            site = sites.setdefault(
+                key, _Site(frame["function"], frame["file"], frame["line"], frame["code"], caller, cause, thread)
+            )
         duration = float(event["duration"])
         site.count += 1
         site.total += duration
@@ -509,6 +527,10 @@ def _summary_text(watcher: _Watcher, processes: list[_Process]) -> str:
         lines.append(f"  {site.total:>7.3f} s  {site.count:>5}  {site.worst:>7.3f} s  {where}")
         if site.code:
             lines.append(f"{indent}  {site.code}")
+        if site.cause == "starved":
+            lines.append(f"{indent}starved, not blocked: the loop thread waited for a CPU (an overloaded machine)")
+        elif site.cause == "gil":
+            lines.append(f"{indent}the loop waited for the GIL, held by thread {site.thread!r} running this line")
         if site.caller is not None:
             caller = site.caller
             lines.append(f"{indent}called from {caller['function']}  {_shown(caller['file'])}:{caller['line']}")
@@ -549,6 +571,8 @@ def _report(watcher: _Watcher, processes: list[_Process]) -> dict[str, Any]:
                 "line": site.line,
                 "code": site.code,
                 "caller": site.caller,
+                "cause": site.cause,
+                "gil_thread": site.thread,
                 "count": site.count,
                 "total": site.total,
                 "worst": site.worst,
