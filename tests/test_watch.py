@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import signal
@@ -307,7 +308,7 @@ def test_python_children_are_watched_and_their_blocks_merged_by_pid(tmp_path: Pa
     (tmp_path / "family.py").write_text(FAMILY)
     result = watch("--threshold", "0.05", "--format", "json", "--", "family.py", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    pids = eval(result.stdout.strip().splitlines()[-1])  # the program's own report of its children
+    pids = ast.literal_eval(result.stdout.strip().splitlines()[-1])  # the program's own report of its children
     data: Any = last_json(result.stderr)
     roles = {p["pid"]: p["role"] for p in data["processes"]}
     assert data["processes"][0]["role"] == "main"
@@ -327,7 +328,7 @@ def test_summary_text_says_which_process_each_block_came_from(tmp_path: Path) ->
     (tmp_path / "family.py").write_text(FAMILY)
     result = watch("--threshold", "0.05", "--", "family.py", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    pids = eval(result.stdout.strip().splitlines()[-1])
+    pids = ast.literal_eval(result.stdout.strip().splitlines()[-1])
     assert re.search(r"threshold 0.05 s, watched \d+ processes, 3 event loops\)", result.stderr)
     assert re.search(
         rf"in pid {pids['spawn']} \(SpawnProcess-\d+\), pid {pids['fork']} \(ForkProcess-\d+\)", result.stderr
@@ -340,7 +341,7 @@ def test_no_children_watches_only_the_watched_process(tmp_path: Path) -> None:
     (tmp_path / "family.py").write_text(FAMILY)
     result = watch("--no-children", "--format", "json", "--", "family.py", cwd=tmp_path)
     data: Any = last_json(result.stderr)
-    pids = eval(result.stdout.strip().splitlines()[-1])
+    pids = ast.literal_eval(result.stdout.strip().splitlines()[-1])
     assert [p["role"] for p in data["processes"]] == ["main"]
     assert pids["fork"] not in [pid for site in data["sites"] for pid in site["pids"]]
     assert result.returncode == _watch.NOTHING_CHECKED  # the fork child's loop is not this process's
