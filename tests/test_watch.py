@@ -460,9 +460,24 @@ def _free_port() -> int:
         return port
 
 
-@pytest.mark.parametrize("mode", [["--workers", "2"], ["--reload"]], ids=["workers", "reload"])
-def test_uvicorn_workers_blocks_are_reported_with_the_workers_pid(tmp_path: Path, mode: list[str]) -> None:
-    """uvicorn --workers 2 / --reload serve from child processes: their blocks reach watch's summary, by pid."""
+@pytest.mark.parametrize(
+    ("mode", "signum"),
+    [
+        (["--workers", "2"], signal.SIGINT),
+        (["--workers", "2"], signal.SIGTERM),
+        (["--reload"], signal.SIGINT),
+        (["--reload"], signal.SIGTERM),
+    ],
+    ids=["workers-SIGINT", "workers-SIGTERM", "reload-SIGINT", "reload-SIGTERM"],
+)
+def test_uvicorn_workers_blocks_are_reported_with_the_workers_pid(
+    tmp_path: Path, mode: list[str], signum: signal.Signals
+) -> None:
+    """uvicorn --workers 2 / --reload serve from child processes: their blocks reach watch's summary, by pid.
+
+    Ended as a service manager ends it (SIGTERM) or as Ctrl-C does (SIGINT), sent to watch alone:
+    uvicorn stops its workers, and the blocks they saw are in the summary.
+    """
     import os
 
     import httpx
@@ -490,7 +505,7 @@ def test_uvicorn_workers_blocks_are_reported_with_the_workers_pid(tmp_path: Path
                 assert response.json() == {"ok": True}
                 for _ in range(3):
                     client.get("/block").raise_for_status()
-            process.send_signal(signal.SIGINT)
+            process.send_signal(signum)
             process.wait(timeout=60)
         finally:
             if process.poll() is None:
