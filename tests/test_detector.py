@@ -665,8 +665,8 @@ async def test_gil_contention_names_the_threads_that_held_it() -> None:
                 await anyio.lowlevel.checkpoint()
                 for worker in workers:
                     worker.start()  # waits for the new thread to take the GIL, that the other one holds
-                for _ in range(20):
-                    await anyio.sleep(0.01)
+                for _ in range(3):
+                    await anyio.sleep(0.01)  # waits for the GIL too, on the way back from the loop's wait
                 stop.set()
                 await detector.checkpoint()
         finally:
@@ -680,7 +680,7 @@ async def test_gil_contention_names_the_threads_that_held_it() -> None:
             assert names
             assert set(names) <= {"crunch-0", "crunch-1"}
             for _, stack in event.gil_holders:
-                assert stack[-1].name == "crunch"
+                assert "crunch" in [frame.name for frame in stack]  # (innermost may be stop.is_set)
             text = event.format()
             assert text.startswith(f"event loop waited {event.duration:.3f} s for the GIL")
             assert "Thread 'crunch-" in text
@@ -689,6 +689,6 @@ async def test_gil_contention_names_the_threads_that_held_it() -> None:
     interval = sys.getswitchinterval()
     sys.setswitchinterval(0.2)  # each hand-over of the GIL waits this long: longer than the threshold
     try:
-        await on_a_quiet_try(attempt)
+        await on_a_quiet_try(attempt, tries=5)  # the watchdog needs the GIL too: it may miss a try's waits
     finally:
         sys.setswitchinterval(interval)

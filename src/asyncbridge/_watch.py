@@ -603,7 +603,12 @@ def _asyncbridge_watch():
                 from asyncbridge._watch import watch_child
             except ImportError:  # another environment: use the watcher's asyncbridge
                 sys.path.append(settings["package_root"])
-                from asyncbridge._watch import watch_child
+                try:
+                    from asyncbridge._watch import watch_child
+                except Exception:  # not this interpreter's: leave it unwatched, as it was
+                    sys.path.remove(settings["package_root"])
+                    sys.modules.pop("asyncbridge", None)
+                    raise
             watch_child()
     except Exception:
         pass  # never stop a program from starting
