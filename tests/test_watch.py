@@ -558,3 +558,21 @@ def test_summary_puts_a_gil_wait_on_the_holders_line_and_marks_starved_blocks() 
     assert report["events"][0]["gil_holders"] == [
         {"thread": "crunch-0", "site": {"file": "/srv/work.py", "line": 3, "function": "crunch", "code": ""}}
     ]
+
+
+def test_a_child_that_cannot_import_asyncbridge_uses_the_watchers(tmp_path: Path) -> None:
+    """A Python child whose path lacks asyncbridge (its PYTHONPATH cut to the bootstrap) is still watched."""
+    (tmp_path / "cut.py").write_text(
+        textwrap.dedent(
+            """
+            import os, subprocess, sys
+            env = dict(os.environ, PYTHONPATH=os.environ["PYTHONPATH"].split(os.pathsep)[0])
+            code = "import asyncio, time\\nasync def cut():\\n    time.sleep(0.2)\\nasyncio.run(cut())\\n"
+            subprocess.run([sys.executable, "-c", code], env=env, check=True)
+            """
+        )
+    )
+    result = watch("--threshold", "0.05", "--format", "json", "--", "cut.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    data: Any = last_json(result.stderr)
+    assert [site["function"] for site in data["sites"]] == ["cut"]

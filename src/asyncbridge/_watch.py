@@ -601,13 +601,21 @@ def _asyncbridge_watch():
         if settings:
             try:
                 from asyncbridge._watch import watch_child
-            except ImportError:  # another environment: use the watcher's asyncbridge
-                sys.path.append(settings["package_root"])
+            except ImportError:  # none here, or another version: load the watcher's, sys.path untouched
+                import importlib.machinery
+                import importlib.util
+
+                for name in [n for n in sys.modules if n == "asyncbridge" or n.startswith("asyncbridge.")]:
+                    del sys.modules[name]
+                spec = importlib.machinery.PathFinder.find_spec("asyncbridge", [settings["package_root"]])
+                module = importlib.util.module_from_spec(spec)
+                sys.modules["asyncbridge"] = module
                 try:
+                    spec.loader.exec_module(module)
                     from asyncbridge._watch import watch_child
-                except Exception:  # not this interpreter's: leave it unwatched, as it was
-                    sys.path.remove(settings["package_root"])
-                    sys.modules.pop("asyncbridge", None)
+                except BaseException:  # not this interpreter's: leave it unwatched, as it was
+                    for name in [n for n in sys.modules if n == "asyncbridge" or n.startswith("asyncbridge.")]:
+                        del sys.modules[name]
                     raise
             watch_child()
     except Exception:
