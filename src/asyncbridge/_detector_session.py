@@ -342,6 +342,12 @@ class DetectorSession:
                 pending = self._record_gap(pending, *gaps.popleft())
             for _ in range(answered):
                 checkpoints.popleft()()
+            if pending is not None and pending.beat != beat:
+                # The beat moved on and no gap ended it (drained above): the heartbeat took the time just
+                # before the watchdog looked, and stored it after (its thread was preempted in between).
+                logger.debug("asyncbridge: a late beat turned out on time")
+                pending = None
+                continue
             if pending is not None:
                 if pending.idle and pending.beat == beat:
                     base = pending.cpu_base
