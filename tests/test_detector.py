@@ -692,3 +692,28 @@ async def test_gil_contention_names_the_threads_that_held_it() -> None:
         await on_a_quiet_try(attempt, tries=5)  # the watchdog needs the GIL too: it may miss a try's waits
     finally:
         sys.setswitchinterval(interval)
+
+
+def test_a_beat_stored_late_without_a_gap_does_not_stall_the_watchdog() -> None:
+    """The heartbeat, preempted between taking the time and storing it, stores a beat the watchdog judged late.
+
+    No gap is noted for it (the time was taken before the beat was overdue). The
+    watchdog must let that late beat go, and still measure the next block.
+    """
+    events: list[BlockingEvent] = []
+    settings = DetectorSettings(threshold=0.05, interval=0.0125, strict=False, strict_rules=1, allow=())
+    session = DetectorSession(settings, events.append, lambda frames: None)  # this thread plays the loop
+    session.start(None)
+    try:
+        time.sleep(0.15)  # the watchdog sees the beat late, and samples this thread
+        session.beat = time.monotonic()  # the preempted heartbeat's store: no gap
+        time.sleep(0.02)
+        session.tick()  # an on-time beat
+        time.sleep(0.3)  # a real block
+        session.tick()  # its end
+        time.sleep(0.05)
+    finally:
+        session.stop()
+        session.join()
+    assert len(events) == 1
+    assert 0.25 <= events[0].duration <= 0.36, events[0].duration
