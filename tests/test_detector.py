@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import selectors
 import socket
+import subprocess
 import sys
 import threading
 import time
 import traceback
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -510,3 +514,206 @@ def test_report_of_strict_mode_calls() -> None:
         str(BlockingEvent(0.0, stack, None, 0.0, call="os.read"))
         == BlockingEvent(0.0, stack, None, 0.0, call="os.read").format()
     )
+
+
+async def test_checkpoint_makes_a_block_that_just_ended_visible_in_events() -> None:
+    """Right after a block, events may not hold it yet; after `await detector.checkpoint()` it does, once."""
+
+    async def attempt() -> None:
+        async with BlockingDetector(THRESHOLD) as detector:
+            await anyio.lowlevel.checkpoint()
+            line = here()
+            time.sleep(BLOCK)
+            await detector.checkpoint()
+            assert [(e.stack[-1].lineno, e.call) for e in detector.events] == [(line, None)]
+            await detector.checkpoint()  # nothing new: returns, adds nothing
+            assert len(detector.events) == 1
+        assert len(detector.events) == 1
+
+    await on_a_quiet_try(attempt)
+
+
+async def test_checkpoint_returns_at_once_when_nothing_blocked_or_inactive() -> None:
+    """A checkpoint with no block records nothing, and an inactive detector's returns straight away."""
+    detector = BlockingDetector(THRESHOLD)
+    with anyio.fail_after(5):
+        await detector.checkpoint()
+        async with detector:
+            await detector.checkpoint()
+    assert detector.events == []
+
+
+STARVE = """
+import json, os, subprocess, sys, threading, time
+import anyio
+from asyncbridge import BlockingDetector
+
+def sleeper():
+    time.sleep(0.5)  # a real block, on a CPU of its own by then
+
+async def spinner(until):
+    while time.monotonic() < until:
+        await anyio.sleep(0)
+
+async def main():
+    everywhere = os.sched_getaffinity(0)
+    cpu = min(everywhere)
+    async with BlockingDetector(0.05) as detector:  # its watchdog thread is free to run on any CPU
+        me = threading.get_native_id()
+        hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        try:
+            os.sched_setaffinity(hog.pid, {cpu})
+            os.sched_setaffinity(me, {cpu})  # the loop thread only: it shares one CPU with the hog
+            os.setpriority(os.PRIO_PROCESS, me, 19)  # and yields it to the hog (nice 19 against 0)
+            async with anyio.create_task_group() as group:
+                for _ in range(50):
+                    group.start_soon(spinner, time.monotonic() + 1.5)
+        finally:
+            hog.kill()
+            hog.wait()
+            os.sched_setaffinity(me, everywhere)
+        await detector.checkpoint()
+        starved = list(detector.events)
+        sleeper()
+        await detector.checkpoint()
+        blocked = detector.events[len(starved):]
+    print(json.dumps([[(e.cause, e.duration, e.cpu_wait, e.cpu_time, e.stack[-1].name) for e in events]
+                      for events in (starved, blocked)]))
+
+backend = sys.argv[1]
+anyio.run(main, backend="trio" if backend == "trio" else "asyncio",
+          backend_options={"use_uvloop": True} if backend == "uvloop" else {})
+"""
+
+
+@pytest.mark.skipif(
+    not (sys.platform == "linux" and hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2),
+    reason="needs Linux's per-thread scheduler statistics and two CPUs",
+)
+@pytest.mark.parametrize("backend", ["asyncio", "uvloop", "trio"])
+def test_a_starved_loop_is_told_apart_from_a_blocked_one(backend: str, tmp_path: Path) -> None:
+    """A loop thread made to wait for a CPU (pinned with a busier process) is starved; a time.sleep is a block.
+
+    Real starvation, in a child process: its loop thread is pinned to one CPU
+    with nice 19, next to a busy-looping process at nice 0 on the same CPU,
+    while 50 tasks yield to each other. Its watchdog thread stays free to run
+    on the other CPUs. Then, the hog gone, the loop sleeps 0.5 s.
+    """
+    (tmp_path / "starve.py").write_text(STARVE)
+    result = subprocess.run(
+        [sys.executable, str(tmp_path / "starve.py"), backend],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    starved, blocked = json.loads(result.stdout)
+    assert starved, "a loop thread given about 1.5 % of a CPU for 1.5 s was never late"
+    for cause, duration, cpu_wait, cpu_time, _ in starved:
+        assert cause == "starved", starved
+        assert cpu_wait >= duration / 2
+        assert cpu_time < duration / 4
+    [(cause, duration, cpu_wait, cpu_time, function)] = blocked
+    assert (cause, function) == ("blocked", "sleeper")
+    assert 0.4 <= duration <= 0.7
+    assert cpu_wait < duration / 4
+    assert cpu_time < duration / 4
+
+
+async def test_a_sleep_block_measures_how_little_the_loop_thread_ran() -> None:
+    """A time.sleep block is 'blocked', not starved: the loop thread neither ran nor waited for a CPU."""
+    async with BlockingDetector(THRESHOLD) as detector:
+        await anyio.lowlevel.checkpoint()
+        time.sleep(BLOCK)
+        await detector.checkpoint()
+    [event] = detector.events
+    assert event.cause == "blocked"
+    assert not event.starved
+    assert event.gil_holders == ()
+    if _schedstat_available():
+        assert event.cpu_time is not None
+        assert event.cpu_wait is not None
+        assert event.cpu_time < BLOCK / 4
+        assert event.cpu_wait < BLOCK / 2
+    else:
+        assert event.cpu_time is None
+        assert event.cpu_wait is None
+
+
+def _schedstat_available() -> bool:
+    return os.path.exists(f"/proc/self/task/{threading.get_native_id()}/schedstat")
+
+
+async def test_gil_contention_names_the_threads_that_held_it() -> None:
+    """While CPU-bound threads hold the GIL, the loop's wait for it names them, not the loop's innocent line."""
+    if not _schedstat_available():
+        pytest.skip("needs Linux's per-thread scheduler statistics")
+    stop = threading.Event()
+
+    def crunch() -> None:
+        while not stop.is_set():
+            total = 0
+            for i in range(1000):
+                total += i
+
+    async def attempt() -> None:
+        stop.clear()
+        workers = [threading.Thread(target=crunch, name=f"crunch-{n}", daemon=True) for n in range(2)]
+        try:
+            async with BlockingDetector(THRESHOLD) as detector:
+                await anyio.lowlevel.checkpoint()
+                for worker in workers:
+                    worker.start()  # waits for the new thread to take the GIL, that the other one holds
+                for _ in range(3):
+                    await anyio.sleep(0.01)  # waits for the GIL too, on the way back from the loop's wait
+                stop.set()
+                await detector.checkpoint()
+        finally:
+            stop.set()
+            for worker in workers:
+                worker.join(10)
+        gil = [event for event in detector.events if event.cause == "gil"]
+        assert gil, [(e.cause, e.duration, e.cpu_time, e.cpu_wait) for e in detector.events]
+        for event in gil:
+            names = [name for name, _ in event.gil_holders]
+            assert names
+            assert set(names) <= {"crunch-0", "crunch-1"}
+            for _, stack in event.gil_holders:
+                assert "crunch" in [frame.name for frame in stack]  # (innermost may be stop.is_set)
+            text = event.format()
+            assert text.startswith(f"event loop waited {event.duration:.3f} s for the GIL")
+            assert "Thread 'crunch-" in text
+            assert "at crunch (" in text
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.2)  # each hand-over of the GIL waits this long: longer than the threshold
+    try:
+        await on_a_quiet_try(attempt, tries=5)  # the watchdog needs the GIL too: it may miss a try's waits
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def test_a_beat_stored_late_without_a_gap_does_not_stall_the_watchdog() -> None:
+    """The heartbeat, preempted between taking the time and storing it, stores a beat the watchdog judged late.
+
+    No gap is noted for it (the time was taken before the beat was overdue). The
+    watchdog must let that late beat go, and still measure the next block.
+    """
+    events: list[BlockingEvent] = []
+    settings = DetectorSettings(threshold=0.05, interval=0.0125, strict=False, strict_rules=1, allow=())
+    session = DetectorSession(settings, events.append, lambda frames: None)  # this thread plays the loop
+    session.start(None)
+    try:
+        time.sleep(0.15)  # the watchdog sees the beat late, and samples this thread
+        session.beat = time.monotonic()  # the preempted heartbeat's store: no gap
+        time.sleep(0.02)
+        session.tick()  # an on-time beat
+        time.sleep(0.3)  # a real block
+        session.tick()  # its end
+        time.sleep(0.05)
+    finally:
+        session.stop()
+        session.join()
+    assert len(events) == 1
+    assert 0.25 <= events[0].duration <= 0.36, events[0].duration

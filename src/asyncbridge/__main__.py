@@ -8,8 +8,10 @@ USAGE = """usage: python -m asyncbridge COMMAND [ARGS...]
 
 commands:
   demo     show, live, what asyncbridge is for (under 10 seconds)
-  watch    run an asyncio program unchanged and report what blocked its event loop:
-           python -m asyncbridge watch [--threshold S] [--report FILE] -- (SCRIPT | -m MODULE) [ARGS...]
+  watch    run an asyncio, uvloop or trio program unchanged, its Python child processes included,
+           and report what blocked its event loops (python -m asyncbridge watch --help):
+           python -m asyncbridge watch [--threshold S] [--format text|json] [--report FILE] [--no-children]
+                                       -- (SCRIPT | -m MODULE) [ARGS...]
 """
 
 

@@ -22,6 +22,8 @@ from ._detector_event import BlockingEvent
 from ._detector_session import (
     DetectorSession,
     DetectorSettings,
+    checkpoint_asyncio,
+    checkpoint_trio,
     entry_frame,
     start_asyncio,
     start_trio,
@@ -207,6 +209,28 @@ class BlockingDetector:
         else:
             await stop_trio(session)
         self._finish(session)
+
+    async def checkpoint(self) -> None:
+        """Wait until every block that ended before this call is in :attr:`events` (and logged, and passed on).
+
+        A block is recorded by the watchdog thread shortly after it ends,
+        at the heartbeat's next turn: a test that blocks on purpose and looks
+        at :attr:`events` on the very next line may not see it yet. Await this
+        first::
+
+            time.sleep(0.3)                  # the block the test expects
+            await blocking_detector.checkpoint()
+            assert len(blocking_detector.events) == 1
+
+        Returns at once when the detector is not active. Never blocks the loop.
+        """
+        session = self._session
+        if session is None:
+            return
+        if session.loop is not None:
+            await checkpoint_asyncio(session, session.loop)
+        else:
+            await checkpoint_trio(session)
 
     # -- attaching without async with (python -m asyncbridge watch) --------------------
 

@@ -18,6 +18,21 @@ FRAMES_ABOVE_SITE = 3  # how many callers of the blocking frame a report shows; 
 MAX_REPORT_FRAMES = 12  # longer stacks are elided in the middle of a report (never in ``stack``)
 
 
+# Frames (file name, function) that run an event loop's tasks and callbacks: a caller is never above one.
+_LOOP_RUNNERS = frozenset(
+    {
+        ("events.py", "_run"),  # asyncio's Handle._run: every callback and task step
+        ("base_events.py", "_run_once"),
+        ("base_events.py", "run_forever"),
+        ("base_events.py", "run_until_complete"),
+        ("runners.py", "run"),  # asyncio.run, under uvloop too (its loop is in C)
+        ("_run.py", "unrolled_run"),  # trio
+        ("_run.py", "run"),
+        ("_run.py", "start_guest_run"),
+    }
+)
+
+
 @dataclass(frozen=True, eq=False)
 class BlockingEvent:
     """One time the event loop thread did not get back to the loop, or made a known blocking call.
@@ -37,6 +52,17 @@ class BlockingEvent:
         call: for a strict-mode event, the rule that matched, such as
             ``"time.sleep"``; ``None`` for a block found by the watchdog.
         thread_name: the name of the event loop's thread.
+        cpu_time: of ``duration``, the seconds the loop thread ran on a CPU;
+            ``None`` where the kernel does not say (only Linux does), and for
+            strict-mode events. Measured from the watchdog's last look before
+            the block to its first after, so right to about an interval.
+        cpu_wait: of ``duration``, the seconds the loop thread was ready to run
+            but waited for a CPU that other processes (or threads) had; ``None``
+            as for ``cpu_time``. See :attr:`starved`.
+        gil_holders: when the loop thread spent the block asleep waiting for the
+            GIL, the other threads that were running meanwhile, as ``(thread
+            name, stack)``, innermost frame last: they held it, and the loop's
+            own line (in ``stack``) is innocent. Empty otherwise (Linux only).
     """
 
     duration: float
@@ -45,6 +71,27 @@ class BlockingEvent:
     started_at: float
     call: str | None = None
     thread_name: str | None = None
+    cpu_time: float | None = None
+    cpu_wait: float | None = None
+    gil_holders: tuple[tuple[str, traceback.StackSummary], ...] = ()
+
+    @property
+    def starved(self) -> bool:
+        """The loop thread spent at least half the block ready to run but waiting for a CPU.
+
+        The machine was overloaded (or the process throttled): the code on
+        the loop may be fine. ``False`` when the kernel does not say.
+        """
+        return self.cpu_wait is not None and self.call is None and self.cpu_wait >= self.duration / 2
+
+    @property
+    def cause(self) -> str:
+        """``"call"`` (strict mode), ``"starved"``, ``"gil"`` (see :attr:`gil_holders`) or ``"blocked"``."""
+        if self.call is not None:
+            return "call"
+        if self.starved:
+            return "starved"
+        return "gil" if self.gil_holders else "blocked"
 
     @property
     def site(self) -> traceback.FrameSummary | None:
@@ -58,6 +105,26 @@ class BlockingEvent:
         index = _site_index(self.stack)
         return None if index is None else self.stack[index]
 
+    @property
+    def caller(self) -> traceback.FrameSummary | None:
+        """The frame of your own code that called :attr:`site`: the first one above it, skipping library frames.
+
+        What tells apart two paths into one blocking function (a helper called
+        from two endpoints). ``None`` when no frame of your code is above the
+        site (an endpoint called by the framework), or when the site itself is
+        not your code.
+        """
+        index = _site_index(self.stack)
+        if index is None or library_frame(self.stack[index].filename):
+            return None
+        for outer in range(index - 1, -1, -1):
+            frame = self.stack[outer]
+            if not library_frame(frame.filename):
+                return frame
+            if (os.path.basename(frame.filename), frame.name) in _LOOP_RUNNERS:
+                return None  # the site runs in a task: what started the loop did not call it
+        return None
+
     def format(self) -> str:
         """Return the report the ``asyncbridge.blocking`` logger prints for this event."""
         where = ""
@@ -65,7 +132,16 @@ class BlockingEvent:
             where = f" in task {self.task_name!r}"
         if self.thread_name is not None and self.thread_name != "MainThread":
             where += f" (thread {self.thread_name!r})"
-        if self.call is None:
+        cause = self.cause
+        if cause == "starved":
+            head = (
+                f"event loop starved for {self.duration:.3f} s{where}: its thread was ready to run but waited "
+                f"{self.cpu_wait:.3f} s for a CPU (and ran {self.cpu_time or 0.0:.3f} s); the machine was "
+                "overloaded, not necessarily this code"
+            )
+        elif cause == "gil":
+            return self._format_gil(where)
+        elif self.call is None:
             head = f"event loop blocked for {self.duration:.3f} s{where}"
         elif self.duration > 0:
             head = f"blocking call {self.call}() on the event loop thread took {self.duration:.3f} s{where}"
@@ -84,6 +160,25 @@ class BlockingEvent:
             lines.append(f"  ... {skipped} more frames ...\n")
             frames = frames[-keep:]
         lines += traceback.StackSummary.from_list(frames).format()
+        return "".join(lines).rstrip("\n")
+
+    def _format_gil(self, where: str) -> str:
+        names = ", ".join(repr(name) for name, _ in self.gil_holders)
+        lines = [
+            f"event loop waited {self.duration:.3f} s for the GIL{where}, held by other threads running "
+            f"Python code: {names}\n"
+        ]
+        for name, stack in self.gil_holders:
+            index = _site_index(stack)
+            if index is None:
+                lines.append(f"Thread {name!r} (stack not sampled)\n")
+                continue
+            site = stack[index]
+            lines.append(f"Thread {name!r} at {site.name} ({site.filename}:{site.lineno}), innermost last:\n")
+            lines += traceback.StackSummary.from_list(list(stack[max(0, index - FRAMES_ABOVE_SITE) :])).format()
+        own = self.site
+        if own is not None:
+            lines.append(f"(the loop thread itself was at {own.name} ({own.filename}:{own.lineno}), waiting)\n")
         return "".join(lines).rstrip("\n")
 
     def __str__(self) -> str:

@@ -56,6 +56,8 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import os
+import platform
 import sys
 import threading
 import time
@@ -67,7 +69,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import _strict
-from ._detector_event import BlockingEvent, frame_summaries
+from ._detector_event import BlockingEvent, frame_summaries, library_frame
 from ._strict_rules import AllowRule
 
 if TYPE_CHECKING:
@@ -76,6 +78,8 @@ if TYPE_CHECKING:
 __all__ = [
     "DetectorSession",
     "DetectorSettings",
+    "checkpoint_asyncio",
+    "checkpoint_trio",
     "entry_frame",
     "start_asyncio",
     "start_trio",
@@ -102,10 +106,14 @@ class DetectorSettings:
     allow: tuple[AllowRule, ...]
 
 
+# (monotonic time, the thread's ns on a CPU, its ns runnable but waiting for one, the process's CPU seconds)
+_Reading = tuple[float, int, int, float]
+
+
 class _Pending:
     """A late beat seen in progress: the beat it follows, and what the loop thread was doing."""
 
-    __slots__ = ("beat", "idle", "stack", "task_name")
+    __slots__ = ("beat", "cpu_base", "gil", "idle", "others", "sampled_at", "stack", "task_name")
 
     def __init__(
         self,
@@ -118,6 +126,90 @@ class _Pending:
         self.stack = stack
         self.task_name = task_name
         self.idle = idle  # the loop thread was waiting for I/O: late, but not blocked by its own code
+        self.cpu_base: _Reading | None = None  # the loop thread's CPU clocks before the block
+        self.gil = False  # the loop thread was asleep on a lock, or on a CPU, when sampled: maybe the GIL
+        self.others: list[tuple[str, _ThreadClock, int, traceback.StackSummary]] = []  # the other threads then
+        self.sampled_at = 0.0
+
+
+def _ran(
+    threads: list[tuple[str, _ThreadClock, int, traceback.StackSummary]], least: float
+) -> tuple[tuple[str, traceback.StackSummary], ...]:
+    """Those of ``threads`` (name, clock, CPU ns then, stack) that ran more than ``least`` seconds since then."""
+    found: list[tuple[str, traceback.StackSummary]] = []
+    for name, clock, before, stack in threads:
+        reading = clock.read()
+        if reading is not None and (reading[1] - before) / 1e9 > least:
+            found.append((name, stack))
+    return tuple(found)
+
+
+def _in_own_code(stack: traceback.StackSummary) -> bool:
+    """Whether a thread's innermost frame is outside the standard library and asyncbridge: not parked waiting."""
+    return bool(stack) and library_frame(stack[-1].filename) == 0
+
+
+# The futex system call, where the loop thread sleeps for the GIL (and for any lock), per machine.
+_FUTEX = {"x86_64": 202, "amd64": 202, "aarch64": 98, "arm64": 98, "i686": 240, "i386": 240}.get(
+    platform.machine().lower()
+)
+
+
+class _ThreadClock:
+    """What the kernel says about one thread of this process (Linux ``/proc``): CPU times, state, system call.
+
+    Read from the watchdog thread only. ``available`` is False elsewhere, and
+    every reading is then ``None``.
+    """
+
+    def __init__(self, native_id: int, *, keep_open: bool = False) -> None:
+        self._task = f"/proc/self/task/{native_id}"
+        self.available = sys.platform == "linux" and os.path.exists(self._task + "/schedstat")
+        # The loop thread's files stay open: one system call (one hand-over of the GIL) per reading.
+        self._keep_open = keep_open
+        self._files: dict[str, int] = {}
+
+    def _read(self, name: str) -> bytes:
+        fd = self._files.get(name)
+        if fd is None:
+            fd = os.open(f"{self._task}/{name}", os.O_RDONLY)
+            if not self._keep_open:
+                try:
+                    return os.read(fd, 512)
+                finally:
+                    os.close(fd)
+            self._files[name] = fd
+        return os.pread(fd, 512, 0)
+
+    def close(self) -> None:
+        files, self._files = self._files, {}
+        for fd in files.values():
+            os.close(fd)
+
+    def read(self) -> _Reading | None:
+        """``(now, ns on a CPU, ns runnable but waiting for a CPU, the process's CPU seconds)``."""
+        if not self.available:
+            return None
+        try:
+            run, wait = self._read("schedstat").split()[:2]
+            return _monotonic(), int(run), int(wait), time.process_time()
+        except (OSError, ValueError):  # the thread has gone
+            return None
+
+    def may_wait_for_gil(self) -> bool:
+        """Whether the thread may be waiting for the GIL: asleep in ``futex``, or on a CPU right now.
+
+        On a CPU because taking the GIL is a race the thread may be running
+        (this watchdog just took the GIL to look). Asleep in any other system
+        call (``time.sleep``, ``select``, a socket read), it does not wait for the GIL.
+        """
+        if _FUTEX is None or not self.available:
+            return False
+        try:
+            call = self._read("syscall").split()[0]
+        except (OSError, IndexError):  # no permission, or the thread has gone
+            return False
+        return call in (b"running", str(_FUTEX).encode())
 
 
 # Where an asyncio loop thread waits for I/O, (file name ending, function): innermost there, it is idle.
@@ -154,6 +246,9 @@ class DetectorSession:
         self.record = record
         self.thread_id = threading.get_ident()
         self.thread_name = threading.current_thread().name
+        self.native_id = threading.get_native_id()
+        self._clock: _ThreadClock | None = None  # made by the watchdog (it reads /proc)
+        self._cpu_base: _Reading | None = None  # the loop thread's CPU clocks at the watchdog's last look
         self.task_namer = task_namer
         # The first frame outside the coroutines that entered the detector. On asyncio
         # with uvloop (a loop in C), idle, the loop thread's innermost Python frame is
@@ -169,6 +264,7 @@ class DetectorSession:
         self.stop_at: float | None = None
         self.exited = False
         self.on_exit: Callable[[], None] | None = None
+        self.checkpoints: deque[Callable[[], None]] = deque()  # called once the gaps before them are recorded
         self._wake = threading.Event()
         self._go = threading.Event()  # set once the loop side has started: nothing before is judged
         self._thread = threading.Thread(target=self._run, name="asyncbridge-watchdog", daemon=True)
@@ -203,6 +299,17 @@ class DetectorSession:
     def join(self) -> None:
         self._thread.join()
 
+    def checkpoint(self, done: Callable[[], None]) -> None:
+        """Have ``done`` called, in the watchdog thread, once every block that ended by now is recorded.
+
+        Call on the loop thread: being here means any block is over, so the
+        beat is taken now rather than at the heartbeat's next turn (which
+        could come after the caller's next step), and the watchdog is woken.
+        """
+        self.tick()
+        self.checkpoints.append(done)
+        self._wake.set()
+
     # -- the watchdog thread ------------------------------------------------------
 
     def _run(self) -> None:
@@ -212,39 +319,64 @@ class DetectorSession:
         except BaseException:  # a bug here must be seen, and must not hang __aexit__
             logger.exception("asyncbridge: the blocking detector's watchdog failed")
         finally:
+            if self._clock is not None:
+                self._clock.close()
             self.exited = True
             on_exit = self.on_exit
             if on_exit is not None:
                 on_exit()
 
     def _watch(self) -> None:
+        self._clock = clock = _ThreadClock(self.native_id, keep_open=True)
+        self._cpu_base = clock.read()
         trigger, interval, wait, gaps = self.trigger, self.interval, self._wake.wait, self.gaps
         pending: _Pending | None = None
+        checkpoints, woken = self.checkpoints, self._wake
         while self.stop_at is None:
+            woken.clear()  # a checkpoint's wake-up (a stop is seen by the loop condition)
+            answered = len(checkpoints)  # each appended after its gap: those gaps are drained below
             if self.calls:
                 self._drain_calls()
             beat = self.beat  # read before the gaps: a gap is noted before the beat that ends it
             while gaps:
                 pending = self._record_gap(pending, *gaps.popleft())
+            for _ in range(answered):
+                checkpoints.popleft()()
+            if pending is not None and pending.beat != beat:
+                # The beat moved on and no gap ended it (drained above): the heartbeat took the time just
+                # before the watchdog looked, and stored it after (its thread was preempted in between).
+                logger.debug("asyncbridge: a late beat turned out on time")
+                pending = None
+                continue
             if pending is not None:
                 if pending.idle and pending.beat == beat:
+                    base = pending.cpu_base
                     pending = self._sample(beat)  # late but idle so far: is it blocked now?
+                    pending.cpu_base = base
                 wait(interval)  # poll until the heartbeat notes the gap
                 continue
             delay = beat + trigger - _monotonic()
             if delay > 0:
+                self._cpu_base = clock.read()  # the loop is on time: the clocks before any next block
                 wait(delay)  # sleep until the heartbeat would be overdue
             else:
                 pending = self._sample(beat)
+        self._finish_watch(pending)
+
+    def _finish_watch(self, pending: _Pending | None) -> None:
         # Stopping: the loop thread is running the stop, so any block is over by now.
+        trigger, gaps, checkpoints = self.trigger, self.gaps, self.checkpoints
         self._drain_calls()
         end, beat = self.stop_at, self.beat
+        assert end is not None  # set before the watchdog is told to finish
         while gaps:
             pending = self._record_gap(pending, *gaps.popleft())
         if pending is not None:
             self._record_gap(pending, pending.beat, end)  # it lasted until the stop
         elif end - beat >= trigger:  # a gap that ended just before the stop, unseen
             self._record_gap(None, beat, end)
+        while checkpoints:
+            checkpoints.popleft()()
         self.entry_frame = None
 
     def _record_gap(self, pending: _Pending | None, start: float, end: float) -> _Pending | None:
@@ -259,6 +391,46 @@ class DetectorSession:
         return pending
 
     def _sample(self, beat: float) -> _Pending:
+        pending = self._sample_stack(beat)
+        pending.cpu_base = self._cpu_base
+        return pending
+
+    def _asleep_so_far(self, clock: _ThreadClock) -> bool:
+        """Whether the loop thread has mostly slept since the watchdog's last look: neither ran nor waited for a CPU.
+
+        Only then may it be waiting for the GIL; and a starved thread may hold
+        the GIL while it waits for a CPU, so the watchdog must not let go of
+        the GIL to look at other threads then: it would wait as long to get it back.
+        """
+        before, now = self._cpu_base, clock.read()
+        if before is None or now is None or now[0] <= before[0]:
+            return False
+        return (now[1] - before[1] + now[2] - before[2]) / 1e9 < (now[0] - before[0]) / 2
+
+    def _other_threads(self) -> list[tuple[str, _ThreadClock, int, traceback.StackSummary]]:
+        """The process's other Python threads: their names, clocks, CPU time so far and stacks."""
+        frames = sys._current_frames()  # pyright: ignore[reportPrivateUsage]
+        me = threading.get_ident()
+        found: list[tuple[str, _ThreadClock, int, traceback.StackSummary]] = []
+        for thread in threading.enumerate():
+            ident, native_id = thread.ident, thread.native_id
+            if ident in (me, self.thread_id) or ident not in frames or native_id is None:
+                continue
+            clock = _ThreadClock(native_id)
+            reading = clock.read()
+            if reading is None:
+                continue
+            frame: FrameType | None = frames[ident]
+            where: list[tuple[str, int, str]] = []
+            while frame is not None and len(where) < MAX_FRAMES:
+                code = frame.f_code
+                where.append((code.co_filename, frame.f_lineno or code.co_firstlineno, code.co_name))
+                frame = frame.f_back
+            where.reverse()
+            found.append((thread.name, clock, reading[1], frame_summaries(where, lookup_lines=False)))
+        return found
+
+    def _sample_stack(self, beat: float) -> _Pending:
         frame = sys._current_frames().get(self.thread_id)  # pyright: ignore[reportPrivateUsage]
         if frame is None:
             return _Pending(beat)
@@ -279,8 +451,16 @@ class DetectorSession:
         except Exception:  # task bookkeeping read from another thread: best effort
             task_name = None
         frames.clear()
+        # Only now, the stack taken: reading /proc lets go of the GIL, which the loop thread may be waiting for.
+        clock = self._clock
+        gil = clock is not None and clock.may_wait_for_gil() and self._asleep_so_far(clock)
         where.reverse()
-        return _Pending(beat, frame_summaries(where, lookup_lines=True), task_name)
+        pending = _Pending(beat, frame_summaries(where, lookup_lines=True), task_name)
+        if gil:
+            pending.gil = True
+            pending.others = self._other_threads()
+            pending.sampled_at = _monotonic()
+        return pending
 
     def _idle(self, innermost: FrameType, frames: list[FrameType]) -> bool:
         entry = self.entry_frame
@@ -304,7 +484,40 @@ class DetectorSession:
     def _record_block(self, pending: _Pending, end: float) -> None:
         start = pending.beat + self.interval / 2  # it began within the interval after that beat
         started_at = time.time() - (_monotonic() - start)
-        event = BlockingEvent(end - start, pending.stack, pending.task_name, started_at, None, self.thread_name)
+        duration = end - start
+        cpu_time = cpu_wait = None
+        holders: tuple[tuple[str, traceback.StackSummary], ...] = ()
+        before = pending.cpu_base
+        after = None if before is None or self._clock is None else self._clock.read()
+        if before is not None and after is not None and after[0] > before[0]:
+            # Measured from the watchdog's last look before the block to now, scaled to the block.
+            window = after[0] - before[0]
+            ran, waited = (after[1] - before[1]) / 1e9, (after[2] - before[2]) / 1e9
+            cpu_time = min(duration, ran * duration / window)
+            cpu_wait = min(duration, waited * duration / window)
+            others_ran = after[3] - before[3] - ran  # the other threads' CPU time, this watchdog's included
+            # Against the block's duration: the window holds it, and may be longer (so these are lower bounds).
+            if pending.gil and ran + waited < duration / 2 and others_ran >= duration / 2:
+                # Mostly asleep, on a lock, while other threads ran Python code: waiting for the GIL.
+                # Name the threads that ran for a quarter of the time since the sample (any, if it was short).
+                # Failing that (the block ended as it was sampled), those that were in code of their own then.
+                holders = _ran(pending.others, max(0.0, (after[0] - pending.sampled_at) / 4 - 0.005)) or tuple(
+                    (name, stack) for name, _, _, stack in pending.others if _in_own_code(stack)
+                )
+        for _, stack in holders:
+            for frame in stack:
+                _ = frame.line  # read source lines here, in the watchdog thread
+        event = BlockingEvent(
+            duration,
+            pending.stack,
+            pending.task_name,
+            started_at,
+            None,
+            self.thread_name,
+            cpu_time=cpu_time,
+            cpu_wait=cpu_wait,
+            gil_holders=holders,
+        )
         self.record(event)
 
     def _drain_calls(self) -> None:
@@ -407,6 +620,33 @@ async def stop_asyncio(session: DetectorSession, loop: asyncio.AbstractEventLoop
     session.stop()
     if not session.exited:
         await done
+
+
+async def checkpoint_asyncio(session: DetectorSession, loop: asyncio.AbstractEventLoop) -> None:
+    """Wait, without blocking ``loop``, until ``session`` has recorded every block that ended by now."""
+    done = loop.create_future()
+
+    def wake() -> None:  # in the watchdog thread
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+            loop.call_soon_threadsafe(_resolve, done)
+
+    session.checkpoint(wake)
+    await done
+
+
+async def checkpoint_trio(session: DetectorSession) -> None:
+    """Wait, without blocking the trio run, until ``session`` has recorded every block that ended by now."""
+    import trio
+
+    done = trio.Event()
+    token = trio.lowlevel.current_trio_token()
+
+    def wake() -> None:  # in the watchdog thread
+        with contextlib.suppress(trio.RunFinishedError):
+            token.run_sync_soon(done.set)
+
+    session.checkpoint(wake)
+    await done.wait()
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -1,56 +1,91 @@
-"""``python -m asyncbridge watch``: run an asyncio program unchanged, report what blocked its loops.
+"""``python -m asyncbridge watch``: run a program unchanged, report what blocked its event loops, in every process.
 
 How it attaches without a code change: before the program starts, ``run_forever``
 of asyncio's ``BaseEventLoop`` (and of ``uvloop.Loop``, when uvloop is
-installed) is wrapped. Every way of running a loop ends up there:
+installed) is wrapped. Every way of running an asyncio loop ends up there:
 ``asyncio.run``, ``asyncio.Runner``, ``loop.run_until_complete``, uvicorn's own
-loop factories. The wrapper attaches a :class:`BlockingDetector` to the loop for
-as long as it runs. No event loop policy is touched (Python 3.14 deprecates
-that API).
+loop factories. ``trio.run`` is wrapped too (when trio is imported), so that
+the run's main function runs inside a detector. No event loop policy is
+touched (Python 3.14 deprecates that API).
+
+How it follows the process tree: watch sets ``ASYNCBRIDGE_WATCH`` (its
+settings, as JSON, with a report directory) and puts a directory holding a
+``sitecustomize.py`` first on ``PYTHONPATH``. Every Python process the program
+starts (``subprocess`` of ``sys.executable``, multiprocessing's spawn and
+forkserver children, uvicorn's ``--workers`` and ``--reload`` servers) imports
+it at startup, installs the same hooks, and appends what it sees to
+``<report directory>/<pid>.jsonl``, one self-contained JSON line per fact
+(process, loop, block), written as it happens: nothing is lost when a worker
+is killed or leaves through ``os._exit``. A fork child inherits the hooks of
+its parent and writes under its own pid. The watched process merges every
+file into one summary at exit. Nothing is injected into non-Python programs
+(the variable means nothing to them), nor with ``--no-children``.
 
 At exit, however it comes (the program returns, ``sys.exit``, an exception,
-Ctrl-C, SIGTERM), the blocking sites are printed to stderr, ranked by total
-blocked time, with count and worst duration; ``--report FILE`` writes the same
-as JSON.
+Ctrl-C, SIGTERM), the blocking sites are printed to stderr, grouped by the
+blocking function and the caller that reached it, ranked by total blocked
+time, with count, worst duration, and the processes they came from;
+``--format json`` prints the same as JSON, ``--report FILE`` writes it to a file.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import importlib.abc
+import importlib.machinery
+import importlib.util
 import json
 import os
 import runpy
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from types import FrameType
+from pathlib import Path
+from types import FrameType, ModuleType
 from typing import Any
 
 from ._detector import DEFAULT_THRESHOLD, BlockingDetector
 from ._detector_event import BlockingEvent
 
-__all__ = ["main"]
+__all__ = ["ENV_VAR", "NOTHING_CHECKED", "main", "watch_child"]
 
-USAGE = "usage: python -m asyncbridge watch [--threshold S] [--report FILE] -- (SCRIPT | -m MODULE) [ARGS...]\n"
+ENV_VAR = "ASYNCBRIDGE_WATCH"  # JSON settings for the watched program's Python children
+NOTHING_CHECKED = 3  # the exit code when the program succeeded but ran no event loop
+REPORT_VERSION = 1  # of the JSON report's schema (docs/detector.md)
+
+USAGE = (
+    "usage: python -m asyncbridge watch [--threshold S] [--format text|json] [--report FILE] [--no-children]"
+    " -- (SCRIPT | -m MODULE) [ARGS...]\n"
+)
 HELP = (
     USAGE
     + """
-Run an asyncio (or uvloop) program unchanged, with asyncbridge's BlockingDetector
-attached to every event loop it runs, and print at exit the places that blocked
-the loop, ranked by total blocked time.
+Run an asyncio, uvloop or trio program unchanged, with asyncbridge's
+BlockingDetector attached to every event loop it runs, in its own process and
+in every Python process it starts, and print at exit the places that blocked
+a loop, ranked by total blocked time, with the processes they came from.
 
 options:
-  --threshold S   report blocks longer than S seconds (default 0.1)
-  --report FILE   also write the summary, and every event, to FILE as JSON
-  -h, --help      show this help
+  --threshold S    report blocks longer than S seconds (default 0.1)
+  --format FORMAT  the summary printed to stderr at exit: text (default) or
+                   json (one line, the schema of --report)
+  --report FILE    also write the summary, and every event, to FILE as JSON
+  --no-children    watch only this process, not the Python processes it starts
+  -h, --help       show this help
+
+Exit code: the program's; 2 if the program cannot be found; 3 if it succeeded
+but ran no event loop, so that nothing was checked.
 
 examples:
   python -m asyncbridge watch -- server.py --port 8000
-  python -m asyncbridge watch --threshold 0.05 -- -m uvicorn app:app
+  python -m asyncbridge watch --threshold 0.05 -- -m uvicorn app:app --workers 2
 """
 )
 
@@ -59,6 +94,8 @@ examples:
 class _Options:
     threshold: float = DEFAULT_THRESHOLD
     report: str | None = None
+    format: str = "text"
+    children: bool = True
     module: str | None = None
     script: str | None = None
     args: list[str] = field(default_factory=list[str])
@@ -66,6 +103,9 @@ class _Options:
 
 class _UsageError(Exception):
     pass
+
+
+_VALUED = {"--threshold", "--report", "--format"}
 
 
 def _parse(argv: list[str]) -> _Options:
@@ -76,20 +116,15 @@ def _parse(argv: list[str]) -> _Options:
         if arg == "--":
             break
         name, eq, value = arg.partition("=")
-        if name in {"--threshold", "--report"}:
+        if name == "--no-children" and not eq:
+            options.children = False
+            continue
+        if name in _VALUED:
             if not eq:
                 if not rest:
                     raise _UsageError(f"{name} needs a value")
                 value = rest.pop(0)
-            if name == "--report":
-                options.report = value
-                continue
-            try:
-                options.threshold = float(value)
-            except ValueError:
-                raise _UsageError(f"--threshold must be a number of seconds, got {value!r}") from None
-            if not (options.threshold > 0 and options.threshold != float("inf")):
-                raise _UsageError(f"--threshold must be a positive number of seconds, got {value!r}")
+            _set_option(options, name, value)
             continue
         if arg.startswith("-") and arg != "-m":
             raise _UsageError(f"unknown option {arg!r}")
@@ -106,19 +141,127 @@ def _parse(argv: list[str]) -> _Options:
     return options
 
 
+def _set_option(options: _Options, name: str, value: str) -> None:
+    if name == "--report":
+        options.report = value
+    elif name == "--format":
+        if value not in {"text", "json"}:
+            raise _UsageError(f"--format must be text or json, got {value!r}")
+        options.format = value
+    else:
+        try:
+            options.threshold = float(value)
+        except ValueError:
+            raise _UsageError(f"--threshold must be a number of seconds, got {value!r}") from None
+        if not (options.threshold > 0 and options.threshold != float("inf")):
+            raise _UsageError(f"--threshold must be a positive number of seconds, got {value!r}")
+
+
 # -- attaching to every loop -------------------------------------------------------------
 
 
-class _Watcher:
-    """Wraps ``run_forever`` of every loop class, and collects what the detectors report."""
+def _role() -> str | None:
+    """What this process is, where known: multiprocessing's name for its children (``SpawnProcess-1``)."""
+    multiprocessing = sys.modules.get("multiprocessing")
+    if multiprocessing is None:
+        return None
+    try:
+        name: str = multiprocessing.current_process().name
+    except Exception:  # half-initialised, at startup or exit: no name then
+        return None
+    return None if name == "MainProcess" else name
 
-    def __init__(self, threshold: float) -> None:
+
+def _frame_dict(frame: Any) -> dict[str, Any]:
+    return {"file": frame.filename, "line": frame.lineno, "function": frame.name, "code": frame.line or ""}
+
+
+def _event_dict(event: BlockingEvent) -> dict[str, Any]:
+    site, caller = event.site, event.caller
+    holders: list[dict[str, Any]] = []
+    for thread, stack in event.gil_holders:
+        held = BlockingEvent(0.0, stack, None, 0.0).site
+        holders.append({"thread": thread, "site": None if held is None else _frame_dict(held)})
+    return {
+        "cause": event.cause,
+        "cpu_time": event.cpu_time,
+        "cpu_wait": event.cpu_wait,
+        "gil_holders": holders,
+        "duration": event.duration,
+        "started_at": event.started_at,
+        "task_name": event.task_name,
+        "thread_name": event.thread_name,
+        "site": None if site is None else _frame_dict(site),
+        "caller": None if caller is None else _frame_dict(caller),
+        "stack": [_frame_dict(frame) for frame in event.stack],
+    }
+
+
+class _Watcher:
+    """Wraps the loop runners of this process, and collects what the detectors report.
+
+    In the watched process itself, events and loops are kept in memory; in any
+    other process (a child that imported the bootstrap, or a fork child that
+    inherited these hooks) each fact is appended to the report directory, under
+    the writing process's pid.
+    """
+
+    def __init__(self, threshold: float, report_dir: str | None, *, child: bool) -> None:
         self.threshold = threshold
+        self.report_dir = report_dir
+        self.child = child
+        self.pid = os.getpid()
         self.events: list[BlockingEvent] = []  # appended from watchdog threads
-        self.loops: set[int] = set()
+        self.loops: set[int] = set()  # the loops run: asyncio.run runs one three times (its shutdown steps)
+        self.active = False
+        self.loops_seen = 0  # in every process watched, once merged
         self._restore: list[Callable[[], None]] = []
 
+    @property
+    def _local(self) -> bool:
+        return not self.child and os.getpid() == self.pid
+
+    # -- what happened ------------------------------------------------------------
+
+    def loop_started(self, backend: str, loop_id: int) -> None:
+        if self._local:
+            self.loops.add(loop_id)
+        elif loop_id not in self.loops:  # each loop once, with the process's first use of it
+            self.loops.add(loop_id)
+            self.write({"kind": "loop", "backend": backend, "loop": loop_id})
+
+    def on_block(self, event: BlockingEvent) -> None:
+        """Record one event: in the detector's watchdog thread."""
+        if self._local:
+            self.events.append(event)
+        else:
+            self.write({"kind": "event", **_event_dict(event)})
+
+    def process_started(self) -> None:
+        """Note this process in the report directory (a child at startup, or just after a fork)."""
+        if self.active and not self._local:
+            self.loops = set()  # a fork child: its parent's loops are not its own
+            self.write({"kind": "process", "ppid": os.getppid(), "argv": list(getattr(sys, "argv", []))})
+
+    def write(self, fact: dict[str, Any]) -> None:
+        """Append one fact as a JSON line to this process's file: one ``write``, so lines never interleave."""
+        if self.report_dir is None:
+            return
+        pid = os.getpid()
+        line = json.dumps({"pid": pid, "role": _role(), **fact}) + "\n"
+        try:
+            fd = os.open(os.path.join(self.report_dir, f"{pid}.jsonl"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, line.encode())
+            finally:
+                os.close(fd)
+        except OSError:  # the watcher has gone (the directory with it): nobody will read this
+            pass
+
+    # -- the hooks ------------------------------------------------------------------
+
     def install(self) -> None:
+        self.active = True
         classes: list[type[Any]] = [asyncio.BaseEventLoop]
         try:
             import uvloop
@@ -134,8 +277,16 @@ class _Watcher:
                 self._restore.append(functools.partial(delattr, cls, "run_forever"))
             else:
                 self._restore.append(functools.partial(setattr, cls, "run_forever", own))
+        trio = sys.modules.get("trio")
+        if trio is not None:
+            self._patch_trio(trio)
+        else:  # trio is heavy: hook it when (if ever) the program imports it
+            finder = _PatchOnImport("trio", self._patch_trio)
+            sys.meta_path.insert(0, finder)
+            self._restore.append(functools.partial(_remove, sys.meta_path, finder))
 
     def uninstall(self) -> None:
+        self.active = False
         while self._restore:
             self._restore.pop()()
 
@@ -144,19 +295,140 @@ class _Watcher:
 
         @functools.wraps(original)
         def run_forever(loop: Any) -> None:
-            detector = BlockingDetector(watcher.threshold, on_block=watcher.events.append)
+            detector = BlockingDetector(watcher.threshold, on_block=watcher.on_block)
             try:
                 detector.attach(loop)
             except Exception:  # never let the watcher break the program it watches
                 traceback.print_exc()
                 return original(loop)
-            watcher.loops.add(id(loop))
+            watcher.loop_started("asyncio", id(loop))
             try:
                 return original(loop)
             finally:
                 detector.detach()
 
         return run_forever
+
+    def _patch_trio(self, trio: ModuleType) -> None:
+        original: Callable[..., Any] = trio.run
+        if not self.active:
+            return
+        setattr(trio, "run", self._wrap_trio(original))  # noqa: B010  # trio's own type says run is a function
+        self._restore.append(functools.partial(setattr, trio, "run", original))
+
+    def _wrap_trio(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        watcher = self
+
+        @functools.wraps(original)
+        def run(async_fn: Callable[..., Any], *args: Any, **options: Any) -> Any:
+            async def watched() -> Any:
+                detector = BlockingDetector(watcher.threshold, on_block=watcher.on_block)
+                async with detector:
+                    watcher.loop_started("trio", id(detector))
+                    return await async_fn(*args)
+
+            # The main task is named after the program's function, not after this wrapper.
+            for attribute in ("__name__", "__qualname__", "__module__"):
+                value = getattr(async_fn, attribute, None)
+                if isinstance(value, str):
+                    setattr(watched, attribute, value)
+            return original(watched, **options)
+
+        return run
+
+
+def _remove(items: list[Any], item: object) -> None:
+    if item in items:
+        items.remove(item)
+
+
+class _PatchOnImport(importlib.abc.MetaPathFinder):
+    """Call ``patch(module)`` once the top-level module ``name`` has been imported (executed)."""
+
+    def __init__(self, name: str, patch: Callable[[ModuleType], None]) -> None:
+        self._name = name
+        self._patch = patch
+        self._finding = False
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname != self._name or self._finding:
+            return None
+        self._finding = True
+        try:
+            spec = importlib.util.find_spec(fullname)  # the finders after this one
+        finally:
+            self._finding = False
+        loader = None if spec is None else spec.loader
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        execute: Callable[[ModuleType], None] = loader.exec_module
+        patch = self._patch
+
+        def exec_module(module: ModuleType) -> None:
+            execute(module)
+            try:
+                patch(module)
+            except Exception:  # never let the watcher break the program it watches
+                traceback.print_exc()
+
+        # This one spec's loader only; a loader that takes no attributes leaves that module unwatched.
+        with contextlib.suppress(AttributeError):
+            loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+# -- the processes' reports ----------------------------------------------------------------
+
+
+@dataclass
+class _Process:
+    pid: int
+    role: str | None
+    argv: list[str] = field(default_factory=list[str])
+    loops: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
+
+    @property
+    def label(self) -> str:
+        if self.role:
+            return f"pid {self.pid} ({self.role})"
+        if self.argv:
+            command = " ".join(self.argv)
+            return f"pid {self.pid} ({command[:40]}{'...' if len(command) > 40 else ''})"
+        return f"pid {self.pid}"
+
+
+def _processes(watcher: _Watcher) -> list[_Process]:
+    """The watched process (first), then every process that reported to the directory, by pid."""
+    main = _Process(os.getpid(), "main", list(sys.argv), len(watcher.loops))
+    for blocking in list(watcher.events):
+        main.events.append({"pid": main.pid, "role": main.role, **_event_dict(blocking)})
+    others: dict[int, _Process] = {}
+    if watcher.report_dir is not None:
+        for path in sorted(Path(watcher.report_dir).glob("*.jsonl")):
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    fact = json.loads(line)
+                    pid = int(fact["pid"])
+                except (ValueError, KeyError, TypeError):  # a line cut short by a kill: skip it
+                    continue
+                if pid == main.pid:
+                    continue
+                process = others.setdefault(pid, _Process(pid, None))
+                process.role = fact.get("role") or process.role
+                kind = fact.get("kind")
+                if kind == "process":
+                    process.argv = list(fact.get("argv") or [])
+                elif kind == "loop":
+                    process.loops += 1
+                elif kind == "event":
+                    process.events.append(fact)
+    for process in others.values():  # the role a process got last (spawn children name themselves late)
+        for event in process.events:
+            event["role"] = process.role
+    return [main, *sorted(others.values(), key=lambda p: p.pid)]
 
 
 # -- the summary ---------------------------------------------------------------------------
@@ -168,27 +440,53 @@ class _Site:
     filename: str
     line: int | None
     code: str
+    caller: dict[str, Any] | None
+    cause: str = "blocked"
+    thread: str | None = None  # for "gil": the thread that held the GIL, running this site
     count: int = 0
     total: float = 0.0
     worst: float = 0.0
+    processes: dict[int, int] = field(default_factory=dict[int, int])  # pid: count
+    tasks: list[str] = field(default_factory=list[str])
 
 
-def _sites(events: list[BlockingEvent]) -> list[_Site]:
-    sites: dict[tuple[str, str], _Site] = {}
+def _sites(events: list[dict[str, Any]]) -> list[_Site]:
+    """Group events by blocking function and the caller of your code that reached it, largest total first.
+
+    The blocking function, not its line: a CPU loop is sampled on a different
+    line each time, and is one site (the line shown is the worst block's).
+    The caller by function too, its line the worst block's.
+    """
+    sites: dict[tuple[str | None, ...], _Site] = {}
     for event in events:
-        frame = event.site
+        frame: dict[str, Any] | None = event.get("site")
+        caller: dict[str, Any] | None = event.get("caller")
+        cause: str = event.get("cause") or "blocked"
+        thread: str | None = None
+        holders: list[dict[str, Any]] = event.get("gil_holders") or []
+        if cause == "gil" and holders:  # the loop's own line is innocent: the site is the holder's
+            frame, caller, thread = holders[0]["site"], None, holders[0]["thread"]
+        caller_key = ("", "") if caller is None else (caller["file"], caller["function"])
         if frame is None:
-            key = ("", "(stack not sampled)")
-            site = sites.setdefault(key, _Site("(stack not sampled)", "", None, ""))
+            key = (cause, thread, "", "(stack not sampled)", *caller_key)
+            site = sites.setdefault(key, _Site("(stack not sampled)", "", None, "", None, cause, thread))
         else:
-            key = (frame.filename, frame.name)
-            site = sites.setdefault(key, _Site(frame.name, frame.filename, frame.lineno, frame.line or ""))
+            key = (cause, thread, frame["file"], frame["function"], *caller_key)
+            site = sites.setdefault(
+                key, _Site(frame["function"], frame["file"], frame["line"], frame["code"], caller, cause, thread)
+            )
+        duration = float(event["duration"])
         site.count += 1
-        site.total += event.duration
-        if event.duration >= site.worst:
-            site.worst = event.duration
-            if frame is not None:  # show the line of the worst block (a CPU loop has several)
-                site.line, site.code = frame.lineno, frame.line or ""
+        site.total += duration
+        pid = int(event["pid"])
+        site.processes[pid] = site.processes.get(pid, 0) + 1
+        task = event.get("task_name")
+        if task is not None and task not in site.tasks:
+            site.tasks.append(task)
+        if duration >= site.worst:
+            site.worst = duration
+            if frame is not None:  # show the lines of the worst block (a CPU loop has several)
+                site.line, site.code, site.caller = frame["line"], frame["code"], caller
     return sorted(sites.values(), key=lambda s: s.total, reverse=True)
 
 
@@ -200,63 +498,205 @@ def _shown(filename: str) -> str:
     return filename if relative.startswith("..") else relative
 
 
-def _summary_text(watcher: _Watcher) -> str:
-    events = list(watcher.events)
-    loops = len(watcher.loops)
-    loops_text = f"{loops} event loop{'s' if loops != 1 else ''}"
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 'es' if word.endswith('s') else 's'}"
+
+
+def _watched_text(processes: list[_Process]) -> str:
+    loops = sum(process.loops for process in processes)
+    return f"watched {_plural(len(processes), 'process')}, {_plural(loops, 'event loop')}"
+
+
+def _summary_text(watcher: _Watcher, processes: list[_Process]) -> str:
+    events = [event for process in processes for event in process.events]
+    watched = _watched_text(processes)
+    if not sum(process.loops for process in processes):
+        return f"asyncbridge watch: {watched}: nothing was checked"
     if not events:
-        return f"asyncbridge watch: no block longer than {watcher.threshold} s on {loops_text}"
-    total = sum(event.duration for event in events)
+        return f"asyncbridge watch: no block longer than {watcher.threshold} s ({watched})"
+    labels = {process.pid: process.label for process in processes}
+    total = sum(float(event["duration"]) for event in events)
     lines = [
-        f"asyncbridge watch: the event loop was blocked {len(events)} time{'s' if len(events) != 1 else ''} "
-        f"for {total:.3f} s in total (threshold {watcher.threshold} s, {loops_text}); by total blocked time:",
+        f"asyncbridge watch: the event loop was blocked {_plural(len(events), 'time')} "
+        f"for {total:.3f} s in total (threshold {watcher.threshold} s, {watched}); by total blocked time:",
         f"  {'total':>9}  {'count':>5}  {'worst':>9}  where",
     ]
+    indent = " " * 31  # under "where"
     for site in _sites(events):
         where = site.function if not site.filename else f"{site.function}  {_shown(site.filename)}:{site.line}"
         lines.append(f"  {site.total:>7.3f} s  {site.count:>5}  {site.worst:>7.3f} s  {where}")
         if site.code:
-            lines.append(f"  {'':>9}  {'':>5}  {'':>9}    {site.code}")
+            lines.append(f"{indent}  {site.code}")
+        if site.cause == "starved":
+            lines.append(f"{indent}starved, not blocked: the loop thread waited for a CPU (an overloaded machine)")
+        elif site.cause == "gil":
+            lines.append(f"{indent}the loop waited for the GIL, held by thread {site.thread!r} running this line")
+        if site.caller is not None:
+            caller = site.caller
+            lines.append(f"{indent}called from {caller['function']}  {_shown(caller['file'])}:{caller['line']}")
+            if caller["code"]:
+                lines.append(f"{indent}  {caller['code']}")
+        origin = ", ".join(
+            labels.get(pid, f"pid {pid}") + (f" x{count}" if count > 1 else "") for pid, count in site.processes.items()
+        )
+        if site.tasks:
+            shown = ", ".join(repr(task) for task in site.tasks[:3])
+            origin += f"; task{'s' if len(site.tasks) > 1 else ''} {shown}{', ...' if len(site.tasks) > 3 else ''}"
+        lines.append(f"{indent}in {origin}")
     return "\n".join(lines)
 
 
-def _report(watcher: _Watcher) -> dict[str, Any]:
-    events = list(watcher.events)
-
-    def frame_dict(frame: Any) -> dict[str, Any]:
-        return {"file": frame.filename, "line": frame.lineno, "function": frame.name, "code": frame.line or ""}
-
+def _report(watcher: _Watcher, processes: list[_Process]) -> dict[str, Any]:
+    events = [event for process in processes for event in process.events]
     return {
+        "version": REPORT_VERSION,
         "threshold": watcher.threshold,
-        "loops": len(watcher.loops),
-        "blocked_total": sum(event.duration for event in events),
+        "loops": sum(process.loops for process in processes),
+        "blocked_total": sum(float(event["duration"]) for event in events),
+        "processes": [
+            {
+                "pid": process.pid,
+                "role": process.role,
+                "argv": process.argv,
+                "loops": process.loops,
+                "events": len(process.events),
+                "blocked_total": sum(float(event["duration"]) for event in process.events),
+            }
+            for process in processes
+        ],
         "sites": [
             {
                 "function": site.function,
                 "file": site.filename or None,
                 "line": site.line,
                 "code": site.code,
+                "caller": site.caller,
+                "cause": site.cause,
+                "gil_thread": site.thread,
                 "count": site.count,
                 "total": site.total,
                 "worst": site.worst,
+                "pids": list(site.processes),
+                "tasks": site.tasks,
             }
             for site in _sites(events)
         ],
-        "events": [
-            {
-                "duration": event.duration,
-                "started_at": event.started_at,
-                "task_name": event.task_name,
-                "thread_name": event.thread_name,
-                "site": None if event.site is None else frame_dict(event.site),
-                "stack": [frame_dict(frame) for frame in event.stack],
-            }
-            for event in events
-        ],
+        "events": events,
     }
 
 
+# -- the children --------------------------------------------------------------------------
+
+_BOOTSTRAP = '''\
+"""Written by python -m asyncbridge watch: watch this Python process's event loops too."""
+
+
+def _asyncbridge_watch():
+    import os
+    import sys
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        settings = __import__("json").loads(os.environ.get("ASYNCBRIDGE_WATCH") or "null")
+        if settings:
+            try:
+                from asyncbridge._watch import watch_child
+            except ImportError:  # none here, or another version: load the watcher's, sys.path untouched
+                import importlib.machinery
+                import importlib.util
+
+                for name in [n for n in sys.modules if n == "asyncbridge" or n.startswith("asyncbridge.")]:
+                    del sys.modules[name]
+                spec = importlib.machinery.PathFinder.find_spec("asyncbridge", [settings["package_root"]])
+                module = importlib.util.module_from_spec(spec)
+                sys.modules["asyncbridge"] = module
+                try:
+                    spec.loader.exec_module(module)
+                    from asyncbridge._watch import watch_child
+                except BaseException:  # not this interpreter's: leave it unwatched, as it was
+                    for name in [n for n in sys.modules if n == "asyncbridge" or n.startswith("asyncbridge.")]:
+                        del sys.modules[name]
+                    raise
+            watch_child()
+    except Exception:
+        pass  # never stop a program from starting
+    # Run the sitecustomize this one hides, if there is one.
+    import importlib.machinery
+    import importlib.util
+
+    spec = importlib.machinery.PathFinder.find_spec("sitecustomize", [p for p in sys.path if p and p != here])
+    if spec is not None and spec.loader is not None:
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+
+
+_asyncbridge_watch()
+del _asyncbridge_watch
+'''
+
+_child_watcher: _Watcher | None = None
+
+
+def watch_child() -> None:
+    """Install the hooks in this process, a Python child of a watched program (the bootstrap calls it)."""
+    global _child_watcher
+    if _child_watcher is not None:
+        return
+    settings = json.loads(os.environ[ENV_VAR])
+    watcher = _Watcher(float(settings["threshold"]), str(settings["dir"]), child=True)
+    watcher.install()
+    _child_watcher = watcher
+    watcher.process_started()
+    os.register_at_fork(after_in_child=watcher.process_started)
+
+
+class _Children:
+    """The report directory and the bootstrap that make Python children of the program watch themselves."""
+
+    def __init__(self, threshold: float) -> None:
+        self.root = tempfile.mkdtemp(prefix="asyncbridge-watch-")
+        self.reports = os.path.join(self.root, "reports")
+        bootstrap = os.path.join(self.root, "bootstrap")
+        os.mkdir(self.reports)
+        os.mkdir(bootstrap)
+        Path(bootstrap, "sitecustomize.py").write_text(_BOOTSTRAP, encoding="utf-8")
+        package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        self._saved = {name: os.environ.get(name) for name in (ENV_VAR, "PYTHONPATH")}
+        settings = {"threshold": threshold, "dir": self.reports, "package_root": package_root}
+        os.environ[ENV_VAR] = json.dumps(settings)
+        path = os.environ.get("PYTHONPATH")
+        os.environ["PYTHONPATH"] = bootstrap if not path else bootstrap + os.pathsep + path
+
+    def close(self) -> None:
+        for name, value in self._saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 # -- running the program -------------------------------------------------------------------
+
+
+def _check_program(options: _Options) -> str | None:
+    """Why the program cannot be run, or ``None``: said before anything runs, not as a traceback."""
+    if options.module is not None:
+        try:
+            spec = importlib.util.find_spec(options.module)
+        except (ImportError, ValueError) as exc:  # a parent package that is missing, or broken
+            return f"cannot run -m {options.module}: {exc}"
+        if spec is None:
+            return f"cannot run -m {options.module}: no module named {options.module!r} (is it installed?)"
+        if spec.submodule_search_locations is not None:
+            main_spec = importlib.util.find_spec(f"{options.module}.__main__")
+            if main_spec is None:
+                return f"cannot run -m {options.module}: it is a package with no __main__ module"
+        return None
+    assert options.script is not None
+    if not os.path.exists(options.script):
+        return f"cannot run {options.script!r}: no such file (for a module, use -m MODULE)"
+    return None
 
 
 def _run_program(options: _Options) -> None:
@@ -267,7 +707,7 @@ def _run_program(options: _Options) -> None:
         assert options.script is not None
         script = os.path.abspath(options.script)  # as `python SCRIPT` does: absolute __file__
         sys.argv = [options.script, *options.args]
-        sys.path[0] = os.path.dirname(script)
+        sys.path[0] = script if os.path.isdir(script) else os.path.dirname(script)
         runpy.run_path(script, run_name="__main__")
 
 
@@ -295,8 +735,16 @@ def main(argv: list[str]) -> int:
     except _UsageError as exc:
         print(f"{USAGE}asyncbridge watch: error: {exc}", file=sys.stderr)
         return 2
-    watcher = _Watcher(options.threshold)
+    if _child_watcher is not None:  # watch run by a watched program: this one takes over here
+        _child_watcher.uninstall()
+    problem = _check_program(options)
+    if problem is not None:
+        print(f"asyncbridge watch: error: {problem}", file=sys.stderr)
+        return 2
+    children = _Children(options.threshold) if options.children else None
+    watcher = _Watcher(options.threshold, None if children is None else children.reports, child=False)
     watcher.install()
+    os.register_at_fork(after_in_child=watcher.process_started)  # a no-op once the watcher is uninstalled
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     code = 0
@@ -313,10 +761,25 @@ def main(argv: list[str]) -> int:
         if in_main_thread:
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
         watcher.uninstall()
-        sys.stdout.flush()
-        print(_summary_text(watcher), file=sys.stderr, flush=True)
-        if options.report is not None:
-            with open(options.report, "w", encoding="utf-8") as file:
-                json.dump(_report(watcher), file, indent=2)
-                file.write("\n")
+        if os.getpid() == watcher.pid:  # not in a fork child of the program that returned here: it reported already
+            _finish(watcher, children, options)
+    if code == 0 and os.getpid() == watcher.pid and not watcher.loops_seen:
+        code = NOTHING_CHECKED
     return code
+
+
+def _finish(watcher: _Watcher, children: _Children | None, options: _Options) -> None:
+    """Merge every process's report, clean up, and print (and write) the summary."""
+    sys.stdout.flush()
+    processes = _processes(watcher)
+    if children is not None:
+        children.close()
+    if options.format == "json":
+        print(json.dumps(_report(watcher, processes)), file=sys.stderr, flush=True)
+    else:
+        print(_summary_text(watcher, processes), file=sys.stderr, flush=True)
+    if options.report is not None:
+        with open(options.report, "w", encoding="utf-8") as file:
+            json.dump(_report(watcher, processes), file, indent=2)
+            file.write("\n")
+    watcher.loops_seen = sum(process.loops for process in processes)
