@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 
 from asyncbridge import _watch
+from asyncbridge._watch_report import gather_processes, summary_text
+from asyncbridge._watch_report import report as build_report
 
 PROGRAM = textwrap.dedent(
     """
@@ -547,13 +549,17 @@ def test_summary_puts_a_gil_wait_on_the_holders_line_and_marks_starved_blocks() 
         BlockingEvent(0.4, loop_line, "Task-1", 0.0, cpu_time=0.0, cpu_wait=0.0, gil_holders=(("crunch-0", holder),)),
         BlockingEvent(0.3, loop_line, "Task-2", 0.0, cpu_time=0.01, cpu_wait=0.25),
     ]
-    text = _watch._summary_text(watcher, _watch._processes(watcher))
+    text = summary_text(
+        watcher.threshold, gather_processes(len(watcher.loops), list(watcher.events), watcher.report_dir)
+    )
     rows = summary_rows(text)
     assert [(row[0], row[3]) for row in rows] == [("0.400", "crunch"), ("0.300", "handler")]
     assert "crunch  /srv/work.py:3\n" in text
     assert "the loop waited for the GIL, held by thread 'crunch-0' running this line" in text
     assert "starved, not blocked: the loop thread waited for a CPU" in text
-    report = _watch._report(watcher, _watch._processes(watcher))
+    report = build_report(
+        watcher.threshold, gather_processes(len(watcher.loops), list(watcher.events), watcher.report_dir)
+    )
     assert [(s["cause"], s["gil_thread"]) for s in report["sites"]] == [("gil", "crunch-0"), ("starved", None)]
     assert report["events"][0]["gil_holders"] == [
         {"thread": "crunch-0", "site": {"file": "/srv/work.py", "line": 3, "function": "crunch", "code": ""}}

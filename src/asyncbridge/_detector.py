@@ -19,17 +19,8 @@ from typing_extensions import Self, deprecated
 from ._backends import running_asyncio_loop, running_backend
 from ._checks import check_seconds
 from ._detector_event import BlockingEvent
-from ._detector_session import (
-    DetectorSession,
-    DetectorSettings,
-    checkpoint_asyncio,
-    checkpoint_trio,
-    entry_frame,
-    start_asyncio,
-    start_trio,
-    stop_asyncio,
-    stop_trio,
-)
+from ._detector_loops import checkpoint_asyncio, checkpoint_trio, start_asyncio, start_trio, stop_asyncio, stop_trio
+from ._detector_session import DetectorSession, DetectorSettings, entry_frame
 from ._strict import STRICT_ACTIONS
 from ._strict_rules import check_version, parse_allow
 

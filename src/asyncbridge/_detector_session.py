@@ -53,11 +53,8 @@ of known blocking calls, lives in ``_strict.py``; the session registers it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
-import os
-import platform
 import sys
 import threading
 import time
@@ -66,26 +63,17 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from . import _strict
 from ._detector_event import BlockingEvent, frame_summaries, library_frame
 from ._strict_rules import AllowRule
+from ._thread_clock import Reading, ThreadClock
 
 if TYPE_CHECKING:
-    import trio
+    pass
 
-__all__ = [
-    "DetectorSession",
-    "DetectorSettings",
-    "checkpoint_asyncio",
-    "checkpoint_trio",
-    "entry_frame",
-    "start_asyncio",
-    "start_trio",
-    "stop_asyncio",
-    "stop_trio",
-]
+__all__ = ["DetectorSession", "DetectorSettings", "entry_frame"]
 
 logger = logging.getLogger("asyncbridge.blocking")
 
@@ -106,10 +94,6 @@ class DetectorSettings:
     allow: tuple[AllowRule, ...]
 
 
-# (monotonic time, the thread's ns on a CPU, its ns runnable but waiting for one, the process's CPU seconds)
-_Reading = tuple[float, int, int, float]
-
-
 class _Pending:
     """A late beat seen in progress: the beat it follows, and what the loop thread was doing."""
 
@@ -126,14 +110,14 @@ class _Pending:
         self.stack = stack
         self.task_name = task_name
         self.idle = idle  # the loop thread was waiting for I/O: late, but not blocked by its own code
-        self.cpu_base: _Reading | None = None  # the loop thread's CPU clocks before the block
+        self.cpu_base: Reading | None = None  # the loop thread's CPU clocks before the block
         self.gil = False  # the loop thread was asleep on a lock, or on a CPU, when sampled: maybe the GIL
-        self.others: list[tuple[str, _ThreadClock, int, traceback.StackSummary]] = []  # the other threads then
+        self.others: list[tuple[str, ThreadClock, int, traceback.StackSummary]] = []  # the other threads then
         self.sampled_at = 0.0
 
 
 def _ran(
-    threads: list[tuple[str, _ThreadClock, int, traceback.StackSummary]], least: float
+    threads: list[tuple[str, ThreadClock, int, traceback.StackSummary]], least: float
 ) -> tuple[tuple[str, traceback.StackSummary], ...]:
     """Those of ``threads`` (name, clock, CPU ns then, stack) that ran more than ``least`` seconds since then."""
     found: list[tuple[str, traceback.StackSummary]] = []
@@ -149,70 +133,6 @@ def _in_own_code(stack: traceback.StackSummary) -> bool:
     return bool(stack) and library_frame(stack[-1].filename) == 0
 
 
-# The futex system call, where the loop thread sleeps for the GIL (and for any lock), per machine.
-_FUTEX = {"x86_64": 202, "amd64": 202, "aarch64": 98, "arm64": 98, "i686": 240, "i386": 240}.get(
-    platform.machine().lower()
-)
-
-
-class _ThreadClock:
-    """What the kernel says about one thread of this process (Linux ``/proc``): CPU times, state, system call.
-
-    Read from the watchdog thread only. ``available`` is False elsewhere, and
-    every reading is then ``None``.
-    """
-
-    def __init__(self, native_id: int, *, keep_open: bool = False) -> None:
-        self._task = f"/proc/self/task/{native_id}"
-        self.available = sys.platform == "linux" and os.path.exists(self._task + "/schedstat")
-        # The loop thread's files stay open: one system call (one hand-over of the GIL) per reading.
-        self._keep_open = keep_open
-        self._files: dict[str, int] = {}
-
-    def _read(self, name: str) -> bytes:
-        fd = self._files.get(name)
-        if fd is None:
-            fd = os.open(f"{self._task}/{name}", os.O_RDONLY)
-            if not self._keep_open:
-                try:
-                    return os.read(fd, 512)
-                finally:
-                    os.close(fd)
-            self._files[name] = fd
-        return os.pread(fd, 512, 0)
-
-    def close(self) -> None:
-        files, self._files = self._files, {}
-        for fd in files.values():
-            os.close(fd)
-
-    def read(self) -> _Reading | None:
-        """``(now, ns on a CPU, ns runnable but waiting for a CPU, the process's CPU seconds)``."""
-        if not self.available:
-            return None
-        try:
-            run, wait = self._read("schedstat").split()[:2]
-            return _monotonic(), int(run), int(wait), time.process_time()
-        except (OSError, ValueError):  # the thread has gone
-            return None
-
-    def may_wait_for_gil(self) -> bool:
-        """Whether the thread may be waiting for the GIL: asleep in ``futex``, or on a CPU right now.
-
-        On a CPU because taking the GIL is a race the thread may be running
-        (this watchdog just took the GIL to look). Asleep in any other system
-        call (``time.sleep``, ``select``, a socket read), it does not wait for the GIL.
-        """
-        if _FUTEX is None or not self.available:
-            return False
-        try:
-            call = self._read("syscall").split()[0]
-        except (OSError, IndexError):  # no permission, or the thread has gone
-            return False
-        return call in (b"running", str(_FUTEX).encode())
-
-
-# Where an asyncio loop thread waits for I/O, (file name ending, function): innermost there, it is idle.
 _IDLE_FRAMES = (
     ("selectors.py", "select"),  # the selector event loops
     ("windows_events.py", "_poll"),  # the proactor event loop
@@ -247,8 +167,8 @@ class DetectorSession:
         self.thread_id = threading.get_ident()
         self.thread_name = threading.current_thread().name
         self.native_id = threading.get_native_id()
-        self._clock: _ThreadClock | None = None  # made by the watchdog (it reads /proc)
-        self._cpu_base: _Reading | None = None  # the loop thread's CPU clocks at the watchdog's last look
+        self._clock: ThreadClock | None = None  # made by the watchdog (it reads /proc)
+        self._cpu_base: Reading | None = None  # the loop thread's CPU clocks at the watchdog's last look
         self.task_namer = task_namer
         # The first frame outside the coroutines that entered the detector. On asyncio
         # with uvloop (a loop in C), idle, the loop thread's innermost Python frame is
@@ -327,7 +247,7 @@ class DetectorSession:
                 on_exit()
 
     def _watch(self) -> None:
-        self._clock = clock = _ThreadClock(self.native_id, keep_open=True)
+        self._clock = clock = ThreadClock(self.native_id, keep_open=True)
         self._cpu_base = clock.read()
         trigger, interval, wait, gaps = self.trigger, self.interval, self._wake.wait, self.gaps
         pending: _Pending | None = None
@@ -395,7 +315,7 @@ class DetectorSession:
         pending.cpu_base = self._cpu_base
         return pending
 
-    def _asleep_so_far(self, clock: _ThreadClock) -> bool:
+    def _asleep_so_far(self, clock: ThreadClock) -> bool:
         """Whether the loop thread has mostly slept since the watchdog's last look: neither ran nor waited for a CPU.
 
         Only then may it be waiting for the GIL; and a starved thread may hold
@@ -407,16 +327,16 @@ class DetectorSession:
             return False
         return (now[1] - before[1] + now[2] - before[2]) / 1e9 < (now[0] - before[0]) / 2
 
-    def _other_threads(self) -> list[tuple[str, _ThreadClock, int, traceback.StackSummary]]:
+    def _other_threads(self) -> list[tuple[str, ThreadClock, int, traceback.StackSummary]]:
         """The process's other Python threads: their names, clocks, CPU time so far and stacks."""
         frames = sys._current_frames()  # pyright: ignore[reportPrivateUsage]
         me = threading.get_ident()
-        found: list[tuple[str, _ThreadClock, int, traceback.StackSummary]] = []
+        found: list[tuple[str, ThreadClock, int, traceback.StackSummary]] = []
         for thread in threading.enumerate():
             ident, native_id = thread.ident, thread.native_id
             if ident in (me, self.thread_id) or ident not in frames or native_id is None:
                 continue
-            clock = _ThreadClock(native_id)
+            clock = ThreadClock(native_id)
             reading = clock.read()
             if reading is None:
                 continue
@@ -527,179 +447,3 @@ class DetectorSession:
             for frame in event.stack:
                 _ = frame.line  # read source lines here, not on the loop thread
             self.record(event)
-
-
-# -- starting and stopping, per backend ---------------------------------------------
-
-
-def _strict_state(
-    settings: DetectorSettings, session: DetectorSession, task_name: Callable[[], str | None]
-) -> _strict.StrictState | None:
-    if settings.strict is False:
-        return None
-    return _strict.StrictState(
-        action=settings.strict,
-        version=settings.strict_rules,
-        allow=settings.allow,
-        record=session.calls.append,  # the watchdog takes them from there
-        task_name=task_name,
-        thread_name=session.thread_name,
-        run_frame=session.entry_frame if session.trio else None,
-    )
-
-
-def start_asyncio(
-    settings: DetectorSettings,
-    record: Callable[[BlockingEvent], None],
-    loop: asyncio.AbstractEventLoop,
-    entry: FrameType | None,
-) -> DetectorSession:
-    """Start a session on ``loop``, run by this thread; ``entry`` is the loop's caller (see :func:`entry_frame`)."""
-    session = DetectorSession(settings, record, lambda frames: _asyncio_task_name(loop))
-    session.entry_frame = entry
-    session.loop = loop
-    session.stop_heartbeat = _AsyncioHeartbeat(session, loop).cancel
-    session.start(_strict_state(settings, session, lambda: _asyncio_task_name(loop)))
-    return session
-
-
-def start_trio(
-    settings: DetectorSettings, record: Callable[[BlockingEvent], None], entry: FrameType | None
-) -> DetectorSession:
-    """Start a session on the trio run of this thread; ``entry`` is the run's ``unrolled_run`` frame."""
-    import trio
-
-    root = trio.lowlevel.current_root_task()
-    session = DetectorSession(settings, record, lambda frames: None if root is None else _trio_task_name(root, frames))
-    session.entry_frame = entry
-    session.trio = True
-    scope = trio.CancelScope()
-    interval = session.interval
-
-    async def heartbeat() -> None:
-        sleep, tick = trio.sleep, session.tick
-        with scope:
-            while True:
-                tick()  # first thing: if the loop blocked before this task first ran, that gap ends now
-                await sleep(interval)
-
-    trio.lowlevel.spawn_system_task(heartbeat, name="asyncbridge-heartbeat")
-    session.stop_heartbeat = scope.cancel
-    session.start(_strict_state(settings, session, _trio_current_task_name))
-    return session
-
-
-class _AsyncioHeartbeat:
-    """Store the time every interval, from a ``call_later`` callback: no task, no coroutine."""
-
-    __slots__ = ("_call_later", "_handle", "_interval", "_session")
-
-    def __init__(self, session: DetectorSession, loop: asyncio.AbstractEventLoop) -> None:
-        self._session = session
-        self._interval = session.interval
-        self._call_later = loop.call_later
-        self._handle = loop.call_later(self._interval, self._beat)
-
-    def _beat(self) -> None:
-        self._session.tick()
-        self._handle = self._call_later(self._interval, self._beat)
-
-    def cancel(self) -> None:
-        self._handle.cancel()
-
-
-async def stop_asyncio(session: DetectorSession, loop: asyncio.AbstractEventLoop) -> None:
-    """Stop ``session`` and wait, without blocking ``loop``, until its watchdog has recorded every event."""
-    done = loop.create_future()
-
-    def wake() -> None:  # in the watchdog thread, as it exits
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
-            loop.call_soon_threadsafe(_resolve, done)
-
-    session.on_exit = wake
-    session.stop()
-    if not session.exited:
-        await done
-
-
-async def checkpoint_asyncio(session: DetectorSession, loop: asyncio.AbstractEventLoop) -> None:
-    """Wait, without blocking ``loop``, until ``session`` has recorded every block that ended by now."""
-    done = loop.create_future()
-
-    def wake() -> None:  # in the watchdog thread
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
-            loop.call_soon_threadsafe(_resolve, done)
-
-    session.checkpoint(wake)
-    await done
-
-
-async def checkpoint_trio(session: DetectorSession) -> None:
-    """Wait, without blocking the trio run, until ``session`` has recorded every block that ended by now."""
-    import trio
-
-    done = trio.Event()
-    token = trio.lowlevel.current_trio_token()
-
-    def wake() -> None:  # in the watchdog thread
-        with contextlib.suppress(trio.RunFinishedError):
-            token.run_sync_soon(done.set)
-
-    session.checkpoint(wake)
-    await done.wait()
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-async def stop_trio(session: DetectorSession) -> None:
-    """Stop ``session`` and wait, without blocking the trio run, until its watchdog has recorded every event."""
-    import trio
-
-    done = trio.Event()
-    token = trio.lowlevel.current_trio_token()
-
-    def wake() -> None:  # in the watchdog thread, as it exits
-        with contextlib.suppress(trio.RunFinishedError):
-            token.run_sync_soon(done.set)
-
-    session.on_exit = wake
-    session.stop()
-    if not session.exited:
-        await done.wait()
-
-
-def _asyncio_task_name(loop: asyncio.AbstractEventLoop) -> str | None:
-    # Read from the watchdog thread too: current_task(loop) looks the loop up in a
-    # dict (3.10-3.13) or in the loop thread's state (3.14); both are fine to read.
-    task = asyncio.current_task(loop)
-    return None if task is None else task.get_name()
-
-
-def _trio_current_task_name() -> str | None:
-    import trio
-
-    try:
-        return trio.lowlevel.current_task().name
-    except RuntimeError:  # a run_sync_soon callback, not a task
-        return None
-
-
-def _trio_task_name(root: trio.lowlevel.Task, frames: list[FrameType]) -> str | None:
-    """Name the trio task whose coroutine frame is on the sampled stack (from the watchdog thread)."""
-    by_frame: dict[Any, trio.lowlevel.Task] = {}
-    todo = [root]
-    while todo:
-        task = todo.pop()
-        frame = getattr(task.coro, "cr_frame", None)
-        if frame is not None:
-            by_frame[frame] = task
-        for nursery in task.child_nurseries:
-            todo.extend(nursery.child_tasks)
-    for frame in frames:
-        found = by_frame.get(frame)
-        if found is not None:
-            return found.name
-    return None

@@ -53,12 +53,12 @@ from typing import Any
 
 from ._detector import DEFAULT_THRESHOLD, BlockingDetector
 from ._detector_event import BlockingEvent
+from ._watch_report import event_dict, gather_processes, report, summary_text
 
 __all__ = ["ENV_VAR", "NOTHING_CHECKED", "main", "watch_child"]
 
 ENV_VAR = "ASYNCBRIDGE_WATCH"  # JSON settings for the watched program's Python children
 NOTHING_CHECKED = 3  # the exit code when the program succeeded but ran no event loop
-REPORT_VERSION = 1  # of the JSON report's schema (docs/detector.md)
 
 USAGE = (
     "usage: python -m asyncbridge watch [--threshold S] [--format text|json] [--report FILE] [--no-children]"
@@ -172,31 +172,6 @@ def _role() -> str | None:
     return None if name == "MainProcess" else name
 
 
-def _frame_dict(frame: Any) -> dict[str, Any]:
-    return {"file": frame.filename, "line": frame.lineno, "function": frame.name, "code": frame.line or ""}
-
-
-def _event_dict(event: BlockingEvent) -> dict[str, Any]:
-    site, caller = event.site, event.caller
-    holders: list[dict[str, Any]] = []
-    for thread, stack in event.gil_holders:
-        held = BlockingEvent(0.0, stack, None, 0.0).site
-        holders.append({"thread": thread, "site": None if held is None else _frame_dict(held)})
-    return {
-        "cause": event.cause,
-        "cpu_time": event.cpu_time,
-        "cpu_wait": event.cpu_wait,
-        "gil_holders": holders,
-        "duration": event.duration,
-        "started_at": event.started_at,
-        "task_name": event.task_name,
-        "thread_name": event.thread_name,
-        "site": None if site is None else _frame_dict(site),
-        "caller": None if caller is None else _frame_dict(caller),
-        "stack": [_frame_dict(frame) for frame in event.stack],
-    }
-
-
 class _Watcher:
     """Wraps the loop runners of this process, and collects what the detectors report.
 
@@ -235,7 +210,7 @@ class _Watcher:
         if self._local:
             self.events.append(event)
         else:
-            self.write({"kind": "event", **_event_dict(event)})
+            self.write({"kind": "event", **event_dict(event)})
 
     def process_started(self) -> None:
         """Note this process in the report directory (a child at startup, or just after a fork)."""
@@ -377,212 +352,6 @@ class _PatchOnImport(importlib.abc.MetaPathFinder):
         with contextlib.suppress(AttributeError):
             loader.exec_module = exec_module  # type: ignore[method-assign]
         return spec
-
-
-# -- the processes' reports ----------------------------------------------------------------
-
-
-@dataclass
-class _Process:
-    pid: int
-    role: str | None
-    argv: list[str] = field(default_factory=list[str])
-    loops: int = 0
-    events: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
-
-    @property
-    def label(self) -> str:
-        if self.role:
-            return f"pid {self.pid} ({self.role})"
-        if self.argv:
-            command = " ".join(self.argv)
-            return f"pid {self.pid} ({command[:40]}{'...' if len(command) > 40 else ''})"
-        return f"pid {self.pid}"
-
-
-def _processes(watcher: _Watcher) -> list[_Process]:
-    """The watched process (first), then every process that reported to the directory, by pid."""
-    main = _Process(os.getpid(), "main", list(sys.argv), len(watcher.loops))
-    for blocking in list(watcher.events):
-        main.events.append({"pid": main.pid, "role": main.role, **_event_dict(blocking)})
-    others: dict[int, _Process] = {}
-    if watcher.report_dir is not None:
-        for path in sorted(Path(watcher.report_dir).glob("*.jsonl")):
-            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-                try:
-                    fact = json.loads(line)
-                    pid = int(fact["pid"])
-                except (ValueError, KeyError, TypeError):  # a line cut short by a kill: skip it
-                    continue
-                if pid == main.pid:
-                    continue
-                process = others.setdefault(pid, _Process(pid, None))
-                process.role = fact.get("role") or process.role
-                kind = fact.get("kind")
-                if kind == "process":
-                    process.argv = list(fact.get("argv") or [])
-                elif kind == "loop":
-                    process.loops += 1
-                elif kind == "event":
-                    process.events.append(fact)
-    for process in others.values():  # the role a process got last (spawn children name themselves late)
-        for event in process.events:
-            event["role"] = process.role
-    return [main, *sorted(others.values(), key=lambda p: p.pid)]
-
-
-# -- the summary ---------------------------------------------------------------------------
-
-
-@dataclass
-class _Site:
-    function: str
-    filename: str
-    line: int | None
-    code: str
-    caller: dict[str, Any] | None
-    cause: str = "blocked"
-    thread: str | None = None  # for "gil": the thread that held the GIL, running this site
-    count: int = 0
-    total: float = 0.0
-    worst: float = 0.0
-    processes: dict[int, int] = field(default_factory=dict[int, int])  # pid: count
-    tasks: list[str] = field(default_factory=list[str])
-
-
-def _sites(events: list[dict[str, Any]]) -> list[_Site]:
-    """Group events by blocking function and the caller of your code that reached it, largest total first.
-
-    The blocking function, not its line: a CPU loop is sampled on a different
-    line each time, and is one site (the line shown is the worst block's).
-    The caller by function too, its line the worst block's.
-    """
-    sites: dict[tuple[str | None, ...], _Site] = {}
-    for event in events:
-        frame: dict[str, Any] | None = event.get("site")
-        caller: dict[str, Any] | None = event.get("caller")
-        cause: str = event.get("cause") or "blocked"
-        thread: str | None = None
-        holders: list[dict[str, Any]] = event.get("gil_holders") or []
-        if cause == "gil" and holders:  # the loop's own line is innocent: the site is the holder's
-            frame, caller, thread = holders[0]["site"], None, holders[0]["thread"]
-        caller_key = ("", "") if caller is None else (caller["file"], caller["function"])
-        if frame is None:
-            key = (cause, thread, "", "(stack not sampled)", *caller_key)
-            site = sites.setdefault(key, _Site("(stack not sampled)", "", None, "", None, cause, thread))
-        else:
-            key = (cause, thread, frame["file"], frame["function"], *caller_key)
-            site = sites.setdefault(
-                key, _Site(frame["function"], frame["file"], frame["line"], frame["code"], caller, cause, thread)
-            )
-        duration = float(event["duration"])
-        site.count += 1
-        site.total += duration
-        pid = int(event["pid"])
-        site.processes[pid] = site.processes.get(pid, 0) + 1
-        task = event.get("task_name")
-        if task is not None and task not in site.tasks:
-            site.tasks.append(task)
-        if duration >= site.worst:
-            site.worst = duration
-            if frame is not None:  # show the lines of the worst block (a CPU loop has several)
-                site.line, site.code, site.caller = frame["line"], frame["code"], caller
-    return sorted(sites.values(), key=lambda s: s.total, reverse=True)
-
-
-def _shown(filename: str) -> str:
-    try:
-        relative = os.path.relpath(filename)
-    except ValueError:  # another drive, on Windows
-        return filename
-    return filename if relative.startswith("..") else relative
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 'es' if word.endswith('s') else 's'}"
-
-
-def _watched_text(processes: list[_Process]) -> str:
-    loops = sum(process.loops for process in processes)
-    return f"watched {_plural(len(processes), 'process')}, {_plural(loops, 'event loop')}"
-
-
-def _summary_text(watcher: _Watcher, processes: list[_Process]) -> str:
-    events = [event for process in processes for event in process.events]
-    watched = _watched_text(processes)
-    if not sum(process.loops for process in processes):
-        return f"asyncbridge watch: {watched}: nothing was checked"
-    if not events:
-        return f"asyncbridge watch: no block longer than {watcher.threshold} s ({watched})"
-    labels = {process.pid: process.label for process in processes}
-    total = sum(float(event["duration"]) for event in events)
-    lines = [
-        f"asyncbridge watch: the event loop was blocked {_plural(len(events), 'time')} "
-        f"for {total:.3f} s in total (threshold {watcher.threshold} s, {watched}); by total blocked time:",
-        f"  {'total':>9}  {'count':>5}  {'worst':>9}  where",
-    ]
-    indent = " " * 31  # under "where"
-    for site in _sites(events):
-        where = site.function if not site.filename else f"{site.function}  {_shown(site.filename)}:{site.line}"
-        lines.append(f"  {site.total:>7.3f} s  {site.count:>5}  {site.worst:>7.3f} s  {where}")
-        if site.code:
-            lines.append(f"{indent}  {site.code}")
-        if site.cause == "starved":
-            lines.append(f"{indent}starved, not blocked: the loop thread waited for a CPU (an overloaded machine)")
-        elif site.cause == "gil":
-            lines.append(f"{indent}the loop waited for the GIL, held by thread {site.thread!r} running this line")
-        if site.caller is not None:
-            caller = site.caller
-            lines.append(f"{indent}called from {caller['function']}  {_shown(caller['file'])}:{caller['line']}")
-            if caller["code"]:
-                lines.append(f"{indent}  {caller['code']}")
-        origin = ", ".join(
-            labels.get(pid, f"pid {pid}") + (f" x{count}" if count > 1 else "") for pid, count in site.processes.items()
-        )
-        if site.tasks:
-            shown = ", ".join(repr(task) for task in site.tasks[:3])
-            origin += f"; task{'s' if len(site.tasks) > 1 else ''} {shown}{', ...' if len(site.tasks) > 3 else ''}"
-        lines.append(f"{indent}in {origin}")
-    return "\n".join(lines)
-
-
-def _report(watcher: _Watcher, processes: list[_Process]) -> dict[str, Any]:
-    events = [event for process in processes for event in process.events]
-    return {
-        "version": REPORT_VERSION,
-        "threshold": watcher.threshold,
-        "loops": sum(process.loops for process in processes),
-        "blocked_total": sum(float(event["duration"]) for event in events),
-        "processes": [
-            {
-                "pid": process.pid,
-                "role": process.role,
-                "argv": process.argv,
-                "loops": process.loops,
-                "events": len(process.events),
-                "blocked_total": sum(float(event["duration"]) for event in process.events),
-            }
-            for process in processes
-        ],
-        "sites": [
-            {
-                "function": site.function,
-                "file": site.filename or None,
-                "line": site.line,
-                "code": site.code,
-                "caller": site.caller,
-                "cause": site.cause,
-                "gil_thread": site.thread,
-                "count": site.count,
-                "total": site.total,
-                "worst": site.worst,
-                "pids": list(site.processes),
-                "tasks": site.tasks,
-            }
-            for site in _sites(events)
-        ],
-        "events": events,
-    }
 
 
 # -- the children --------------------------------------------------------------------------
@@ -771,15 +540,15 @@ def main(argv: list[str]) -> int:
 def _finish(watcher: _Watcher, children: _Children | None, options: _Options) -> None:
     """Merge every process's report, clean up, and print (and write) the summary."""
     sys.stdout.flush()
-    processes = _processes(watcher)
+    processes = gather_processes(len(watcher.loops), list(watcher.events), watcher.report_dir)
     if children is not None:
         children.close()
     if options.format == "json":
-        print(json.dumps(_report(watcher, processes)), file=sys.stderr, flush=True)
+        print(json.dumps(report(watcher.threshold, processes)), file=sys.stderr, flush=True)
     else:
-        print(_summary_text(watcher, processes), file=sys.stderr, flush=True)
+        print(summary_text(watcher.threshold, processes), file=sys.stderr, flush=True)
     if options.report is not None:
         with open(options.report, "w", encoding="utf-8") as file:
-            json.dump(_report(watcher, processes), file, indent=2)
+            json.dump(report(watcher.threshold, processes), file, indent=2)
             file.write("\n")
     watcher.loops_seen = sum(process.loops for process in processes)
