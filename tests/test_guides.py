@@ -37,7 +37,7 @@ def run(program: str, *args: str, timeout: float = 30) -> str:
 
 
 def embedded_programs(page: str) -> list[str]:
-    return re.findall(r'^--8<-- "examples/guides/([\w.]+)"$', (ROOT / "docs" / page).read_text(), re.M)
+    return re.findall(r'^[ \t]*--8<-- "examples/guides/([\w.]+?)(?::\w+)?"$', (ROOT / "docs" / page).read_text(), re.M)
 
 
 @pytest.mark.parametrize("page", ["choosing.md", "migrating.md", "trio.md"])
@@ -87,3 +87,49 @@ def test_choose_runs_every_row_of_the_table(loop: str) -> None:
         "one thread:    3 sqlite3 calls on 1 thread, 2 rows",
         "beyond one machine: 2262 primes below 20,000, counted on a Dask worker",
     ]
+
+
+# --- docs/migrating.md --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_migrating_asyncio_passes_keywords_and_context_through_each_replacement(loop: str) -> None:
+    """run_in_executor, the recipe and to_thread replacements: keyword arguments and the caller's context arrive."""
+    assert run("migrating_asyncio.py", loop).splitlines() == [
+        "run_in_executor -> a=1 (request 42)",
+        "recipe          -> b=2 (request 42)",
+        "to_thread       -> c=3 (request 42)",
+    ]
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_migrating_asgiref_replacements_work_both_ways_and_pin_one_thread(loop: str) -> None:
+    """async_wrap for sync_to_async, sync_wrap for async_to_sync (from a script and from a worker), pinned_thread."""
+    assert run("migrating_asgiref.py", loop).splitlines() == [
+        "from a script    -> sent 'hello from a script'",
+        "sync_to_async    -> hello, world",
+        "async_to_sync    -> sent 'job 1 done'",
+        "thread_sensitive -> 2 rows, all three calls on one thread's connection",
+    ]
+
+
+CANCELLED = re.compile(
+    r"cancellation     -> a 0.05 s timeout ends the await after (?P<abandoned>[\d.]+) s by default,\n"
+    r"                    after (?P<waited>[\d.]+) s \(the 0.2 s call's end\) with abandon_on_cancel=False"
+)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_migrating_anyio_replacements_and_both_cancellation_policies(loop: str) -> None:
+    """to_thread with keywords and limit, to_process, sync_wrap from a worker; abandon vs wait on cancel."""
+    out = run("migrating_anyio.py", loop)
+    lines = out.splitlines()
+    assert lines[:3] == [
+        "to_thread        -> cat.png@200px, dog.png@64px",
+        "to_process       -> 2262 primes below 20,000",
+        "from_thread      -> total 105",
+    ]
+    cancelled = CANCELLED.search(out)
+    assert cancelled, out
+    assert float(cancelled["abandoned"]) < 0.15, out  # the default does not wait for the blocked call
+    assert float(cancelled["waited"]) >= 0.15, out  # abandon_on_cancel=False waits for the 0.2 s call
