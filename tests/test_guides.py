@@ -133,3 +133,22 @@ def test_migrating_anyio_replacements_and_both_cancellation_policies(loop: str) 
     assert cancelled, out
     assert float(cancelled["abandoned"]) < 0.15, out  # the default does not wait for the blocked call
     assert float(cancelled["waited"]) >= 0.15, out  # abandon_on_cancel=False waits for the 0.2 s call
+
+
+# --- docs/trio.md -------------------------------------------------------------------------------------------
+
+
+def test_trio_app_runs_threads_processes_dask_and_sync_wrap_under_trio() -> None:
+    """Under trio: three thread paths, check_cancelled stops an abandoned thread, a cancel kills a spinning worker."""
+    lines = run("trio_app.py").splitlines()
+    assert lines[:3] == [
+        "sync_wrap: {'alpha': 5, 'beta': 4} (plain code into a background trio run)",
+        "threads:   the same size three ways: True",
+        "cancel:    deadline hit: True; the thread stopped within 5 s: True",
+    ]
+    processes = re.fullmatch(
+        r"processes: 60 s of CPU cancelled after ([\d.]+) s; then \[0, 1, 4, 9\]; to_process: 144", lines[3]
+    )
+    assert processes, lines
+    assert float(processes[1]) < 3.0, lines  # the deadline (0.5 s) ended it, not the minute of spinning
+    assert lines[4:] == ["dask:      49"]
