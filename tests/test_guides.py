@@ -84,7 +84,7 @@ def test_choose_runs_every_row_of_the_table(loop: str) -> None:
         "pure Python:   2262 primes below 20,000, counted in a worker process",
         "C extension:   sha256 of 32 MiB, in a thread: 05f052c8f6da8ee5...",
         "crash-prone:   the worker died (signal 11); the next call works: 4",
-        "one thread:    3 sqlite3 calls on 1 thread, 2 rows",
+        "one thread:    3 sqlite3 calls on 1 thread, 2 rows, 8 other tasks using the pool",
         "beyond one machine: 2262 primes below 20,000, counted on a Dask worker",
     ]
 

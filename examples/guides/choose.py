@@ -73,12 +73,21 @@ async def main(cluster: object | None = None) -> None:
             print(f"crash-prone:   the worker died (signal {exc.signal}); ", end="")
         print(f"the next call works: {await legacy.run(legacy_parse, b'fine')}")
 
-    async with pinned_thread():
-        threads = {(await db("create table t (x)"))[0]}
-        threads.add((await db("insert into t values (?), (?)", 1, 2))[0])
-        thread, rows = await db("select count(*) from t")
-        threads.add(thread)
-    print(f"one thread:    3 sqlite3 calls on {len(threads)} thread, {rows[0][0]} rows")
+    async def other_request(stop: anyio.Event) -> None:  # keeps the pool's threads changing hands meanwhile
+        while not stop.is_set():
+            await to_thread(time.sleep, 0.002)
+
+    stop = anyio.Event()
+    async with anyio.create_task_group() as others:
+        for _ in range(8):
+            others.start_soon(other_request, stop)
+        async with pinned_thread():  # without it, these calls would land on whichever thread is free
+            threads = {(await db("create table t (x)"))[0]}
+            threads.add((await db("insert into t values (?), (?)", 1, 2))[0])
+            thread, rows = await db("select count(*) from t")
+            threads.add(thread)
+        stop.set()
+    print(f"one thread:    3 sqlite3 calls on {len(threads)} thread, {rows[0][0]} rows, 8 other tasks using the pool")
 
     if cluster is None:
         print("beyond one machine: skipped (pip install asyncbridge[dask])")

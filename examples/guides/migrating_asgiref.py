@@ -65,9 +65,20 @@ async def count_rows() -> int:
 
 
 async def main() -> None:
+    stop = anyio.Event()
+
+    async def other_request() -> None:  # keeps the pool's threads changing hands, as a busy server does
+        while not stop.is_set():
+            await render("{x}", x="busy")
+
     print(f"sync_to_async    -> {await render('{greeting}, {name}', greeting='hello', name='world')}")
     print(f"async_to_sync    -> {await legacy_job(1)}")
-    print(f"thread_sensitive -> {await count_rows()} rows, all three calls on one thread's connection")
+    async with anyio.create_task_group() as others:
+        for _ in range(8):
+            others.start_soon(other_request)
+        rows = await count_rows()
+        stop.set()
+    print(f"thread_sensitive -> {rows} rows, all three calls on one thread's connection")
 
 
 if __name__ == "__main__":
