@@ -16,10 +16,12 @@ from asyncbridge import ProcessExecutor, ThreadExecutor, async_wrap, check_cance
 
 
 # --8<-- [start:threads]
-@async_wrap
-def read_file(path: str) -> int:
-    with open(path, "rb") as f:  # blocking I/O, in a thread
+def file_size(path: str) -> int:
+    with open(path, "rb") as f:  # blocking I/O
         return len(f.read())
+
+
+read_file = async_wrap(file_size)  # the same signature, as an async function that runs in a thread
 
 
 files = ThreadExecutor(max_workers=2, name="files")
@@ -27,8 +29,8 @@ files = ThreadExecutor(max_workers=2, name="files")
 
 async def threads() -> str:
     size = await read_file(__file__)
-    same = await to_thread(read_file.__wrapped__, __file__)  # trio.to_thread.run_sync, with keyword arguments
-    mine = await files.run(read_file.__wrapped__, __file__)  # an executor of your own
+    same = await to_thread(file_size, __file__)  # trio.to_thread.run_sync, with keyword arguments
+    mine = await files.run(file_size, __file__)  # an executor of your own
     return f"the same size three ways: {size == same == mine}"
 
 
