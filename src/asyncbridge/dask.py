@@ -449,13 +449,7 @@ class DaskExecutor(ExecutorBase):
         client = self._client
         sent: _Sent = call.handle
         try:
-            future = client.submit(
-                _task_of(call.fn, call.args, call.kwargs),
-                key=f"{_name_of(call.fn)}-{uuid.uuid4().hex}",
-                pure=False,
-                retries=0,
-                resources=self._resources,
-            )
+            future = self._new_task(client, call)
         except BaseException as exc:  # e.g. an argument that cannot be pickled
             if raise_errors:
                 with self._lock:
@@ -519,17 +513,21 @@ class DaskExecutor(ExecutorBase):
         future.release()
         self._settle(call, result, exc)
 
+    def _new_task(self, client: Any, call: Call) -> Any:
+        """Submit ``call`` as a new Dask task (a fresh key, never deduplicated, retried by us, not Dask)."""
+        return client.submit(
+            _task_of(call.fn, call.args, call.kwargs),
+            key=f"{_name_of(call.fn)}-{uuid.uuid4().hex}",
+            pure=False,
+            retries=0,
+            resources=self._resources,
+        )
+
     def _submit_again(self, call: Call, sent: _Sent) -> None:
         """After its workers died: submit the call again, under a new key (``retries``)."""
         client = self._client
         try:
-            future = client.submit(
-                _task_of(call.fn, call.args, call.kwargs),
-                key=f"{_name_of(call.fn)}-{uuid.uuid4().hex}",
-                pure=False,
-                retries=0,
-                resources=self._resources,
-            )
+            future = self._new_task(client, call)
         except BaseException as exc:  # pragma: no cover - the client closed meanwhile
             self._settle(call, None, exc)
             return
