@@ -128,6 +128,11 @@ class Route(Protocol):
         """The executor whose calls this route takes."""
         ...
 
+    @property
+    def pins_thread(self) -> bool:
+        """True for a pinned_thread scope: a sync_wrap wait on its thread keeps the calls made meanwhile."""
+        ...
+
     def deliver(self, call: Call, /) -> bool: ...
 
 

@@ -169,6 +169,8 @@ class _Wait:
     worker's executor, which may deliver calls to it.
     """
 
+    pins_thread = False  # a Route that does not pin: calls go back to the pool after the wait
+
     def __init__(
         self,
         fn: Callable[..., Awaitable[Any]],
@@ -185,7 +187,7 @@ class _Wait:
         # Where calls went before this wait: a pinned_thread scope's thread, whose calls
         # this waiting thread now takes for itself; calls made after the wait go back there.
         parent = ctx.get(call_route)
-        self.parent: Route | None = parent if parent is not None and getattr(parent, "pins_thread", False) else None
+        self.parent: Route | None = parent if parent is not None and parent.pins_thread else None
         self.exclusive = self.parent is not None
         # Always set: a context copied from an earlier nested call may name a wait that is over.
         ctx.run(call_route.set, self if executor is not None else None)

@@ -180,12 +180,13 @@ async def to_thread(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) ->
 
 def _name_of(fn: object) -> str:
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
-    return name if isinstance(name, str) else repr(fn)
+    return name if isinstance(name, str) and name else repr(fn)
 
 
 def _describe(fn: object) -> str:
-    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
-    return repr(name) if name else repr(fn)
+    """The function's name quoted, for messages about it (its repr if it has none)."""
+    name = _name_of(fn)
+    return repr(fn) if name == repr(fn) else repr(name)
 
 
 def _decorate(
