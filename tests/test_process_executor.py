@@ -10,6 +10,7 @@ import multiprocessing
 import os
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import suppress
 from typing import Any
 
@@ -227,6 +228,53 @@ def test_map_rejects_a_bad_chunksize(chunksize: Any, error: type[Exception], mes
     """chunksize below 1 is refused as the stdlib refuses it; a chunksize that is not an int too."""
     with ProcessExecutor(1) as executor, pytest.raises(error, match=message):
         executor.map(helpers.square, range(3), chunksize=chunksize)
+    assert executor.statistics().completed == 0
+
+
+# -- map(buffersize=...), Python 3.14's, on every Python ------------------------------------
+
+
+class Drawn:
+    """An endless iterable that counts the items taken from it."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __iter__(self) -> Iterator[int]:
+        while True:
+            self.count += 1
+            yield self.count - 1
+
+
+@pytest.mark.parametrize("chunksize", [1, 3])
+def test_map_with_buffersize_submits_only_that_many_jobs_ahead(chunksize: int) -> None:
+    """map(buffersize=n) takes n jobs' items at once (n * chunksize items) and one job's more per
+    result, as 3.14's ProcessPoolExecutor.map: an endless iterable is mapped lazily."""
+    items = Drawn()
+    with ProcessExecutor(2) as executor:
+        results = executor.map(helpers.square, items, chunksize=chunksize, buffersize=2)
+        assert items.count == 2 * chunksize
+        assert next(results) == 0
+        assert items.count == 3 * chunksize  # one more job submitted before the first result was taken
+        assert [next(results) for _ in range(6)] == [1, 4, 9, 16, 25, 36]
+        results.close()
+    assert executor.statistics().completed <= 7 + 2  # the 7 results' jobs, and at most 2 buffered ones
+
+
+@pytest.mark.parametrize("chunksize", [1, 2])
+@pytest.mark.parametrize(
+    ("buffersize", "error", "message"),
+    [
+        (0, ValueError, r"^buffersize must be None or > 0, got 0$"),
+        (-1, ValueError, r"^buffersize must be None or > 0, got -1$"),
+        (2.0, TypeError, r"^buffersize must be an integer or None, got float 2.0$"),
+        ("2", TypeError, r"^buffersize must be an integer or None, got str '2'$"),
+    ],
+)
+def test_map_rejects_a_bad_buffersize(chunksize: int, buffersize: Any, error: type[Exception], message: str) -> None:
+    """buffersize is refused as 3.14 refuses it (in its words), before anything is submitted."""
+    with ProcessExecutor(1) as executor, pytest.raises(error, match=message):
+        executor.map(helpers.square, Drawn(), chunksize=chunksize, buffersize=buffersize)
     assert executor.statistics().completed == 0
 
 

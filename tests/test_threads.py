@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -557,3 +558,71 @@ async def test_asyncio_to_thread_runs_in_a_thread_executor_set_as_the_loops_defa
     finally:
         await loop.shutdown_default_executor()  # what asyncio.run does at the end
     assert executor.statistics().workers == 0  # shut down, its threads gone
+
+
+# -- map(buffersize=...), Python 3.14's, on every Python ------------------------------
+
+
+class Drawn:
+    """An endless iterable that counts the items taken from it."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __iter__(self) -> Iterator[int]:
+        while True:
+            self.count += 1
+            yield self.count - 1
+
+
+def test_map_with_buffersize_submits_only_that_many_ahead() -> None:
+    """map(buffersize=n) takes n items at once and one more per result, as 3.14's Executor.map:
+    an endless iterable is mapped lazily."""
+    items = Drawn()
+    with ThreadExecutor(2) as executor:
+        results = executor.map(abs, items, buffersize=2)
+        assert items.count == 2
+        assert next(results) == 0
+        assert items.count == 3  # one more submitted before the first result was taken
+        assert [next(results) for _ in range(4)] == [1, 2, 3, 4]
+        assert items.count == 7
+        results.close()
+
+
+def test_map_with_buffersize_cancels_what_has_not_started_when_closed() -> None:
+    """Closing the iterator cancels the buffered calls that have not started, as the stdlib does."""
+    started, release = threading.Event(), threading.Event()
+    ran: list[int] = []
+
+    def record(x: int) -> int:
+        ran.append(x)
+        if x == 1:
+            started.set()
+            assert release.wait(10)
+        return x
+
+    executor = ThreadExecutor(1)
+    results = executor.map(record, range(100), buffersize=3)
+    assert next(results) == 0
+    assert started.wait(10)  # 1 runs (and waits); 2 and 3 are queued
+    results.close()
+    release.set()
+    executor.shutdown(wait=True)
+    assert ran == [0, 1]
+
+
+@pytest.mark.parametrize(
+    ("buffersize", "error", "message"),
+    [
+        (0, ValueError, r"^buffersize must be None or > 0, got 0$"),
+        (-1, ValueError, r"^buffersize must be None or > 0, got -1$"),
+        (2.0, TypeError, r"^buffersize must be an integer or None, got float 2.0$"),
+        ("2", TypeError, r"^buffersize must be an integer or None, got str '2'$"),
+        (True, TypeError, r"^buffersize must be an integer or None, got bool True$"),
+    ],
+)
+def test_map_rejects_a_bad_buffersize(buffersize: Any, error: type[Exception], message: str) -> None:
+    """buffersize is refused as 3.14 refuses it (in its words), before anything is submitted."""
+    with ThreadExecutor(1) as executor, pytest.raises(error, match=message):
+        executor.map(abs, Drawn(), buffersize=buffersize)
+    assert executor.statistics().completed == 0

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from importlib import import_module
 from typing import Any, TypeVar
 
@@ -28,7 +28,7 @@ from .._backends import current_inbox
 from .._call import Call
 from .._checks import check_count, check_seconds, check_seconds_or_never
 from .._exceptions import ExecutorShutdownError
-from .._executor import ExecutorBase, wait_off_loop
+from .._executor import ExecutorBase, check_buffersize, submit_ahead, wait_off_loop
 from .._reference import function_reference
 from .._statistics import ExecutorStatistics
 from .framing import framed
@@ -280,20 +280,25 @@ class ProcessExecutor(ExecutorBase):
         *iterables: Iterable[Any],
         timeout: float | None = None,
         chunksize: int = 1,
+        buffersize: int | None = None,
     ) -> Iterator[T]:
         """Return an iterator of ``fn(*args)`` for each ``args`` of ``zip(*iterables)``, in order.
 
-        As ``ProcessPoolExecutor.map``: every call is submitted at once; the
-        iterator raises ``TimeoutError`` if a result is not there ``timeout``
-        seconds after this call, and an exception a call raised when its item
-        is reached. With ``chunksize`` above 1 the items travel ``chunksize``
-        to a worker job, which saves a round trip per item for small calls;
-        if a call in a chunk raises, the results before it still come first,
-        and the calls after it in that chunk do not run.
+        As ``ProcessPoolExecutor.map`` of Python 3.14, on every Python: every
+        call is submitted at once, or with ``buffersize`` only that many worker
+        jobs at first and one more each time a result is taken, so an endless
+        or huge iterable can be mapped with bounded memory. The iterator raises
+        ``TimeoutError`` if a result is not there ``timeout`` seconds after
+        this call, and an exception a call raised when its item is reached.
+        With ``chunksize`` above 1 the items travel ``chunksize`` to a worker
+        job (``buffersize`` then counts jobs, as in the stdlib), which saves a
+        round trip per item for small calls; if a call in a chunk raises, the
+        results before it still come first, and the calls after it in that
+        chunk do not run.
 
         Raises:
-            ValueError: ``chunksize`` below 1.
-            TypeError: ``chunksize`` not an int.
+            ValueError: ``chunksize`` or ``buffersize`` below 1.
+            TypeError: ``chunksize`` not an int, ``buffersize`` neither an int nor None.
             ExecutorShutdownError: the executor is shut down.
             TypeError | pickle.PicklingError: ``fn`` or an item cannot be pickled.
         """
@@ -301,20 +306,22 @@ class ProcessExecutor(ExecutorBase):
             raise TypeError(f"chunksize must be an int, got {type(chunksize).__name__} {chunksize!r}")
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1.")  # the stdlib's words
+        check_buffersize(buffersize)
         if chunksize == 1:
-            return super().map(fn, *iterables, timeout=timeout)
-        end_time = None if timeout is None else timeout + time.monotonic()
+            return super().map(fn, *iterables, timeout=timeout, buffersize=buffersize)
         reference = function_reference(fn)
         runner = MapChunk(reference)
-        futures: list[cf.Future[tuple[list[T], bytes | None]]] = []
-        items = zip(*iterables, strict=False)
         no_kwargs: dict[str, Any] = {}
-        while chunk := tuple(itertools.islice(items, chunksize)):
+
+        def submit_chunk(executor: ProcessExecutor, chunk: tuple[Any, ...]) -> cf.Future[tuple[list[T], bytes | None]]:
             frame = framed(dumps((runner, (chunk,), no_kwargs), functools.partial(chunk_pieces, fn, chunk), reference))
             future: cf.Future[tuple[list[T], bytes | None]] = cf.Future()
-            self._pool.submit(SubmittedCall(future, runner, (chunk,), no_kwargs, self), self, frame)
-            futures.append(future)
-        return _chain_chunks(fn, futures, end_time)
+            executor._pool.submit(SubmittedCall(future, runner, (chunk,), no_kwargs, executor), executor, frame)
+            return future
+
+        items = zip(*iterables, strict=False)
+        chunks = iter(lambda: tuple(itertools.islice(items, chunksize)), ())
+        return _chain_chunks(fn, submit_ahead(self, submit_chunk, chunks, timeout, buffersize))
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop accepting calls; with ``wait``, block until every worker process has exited.
@@ -377,25 +384,16 @@ class ProcessExecutor(ExecutorBase):
         return self._pool.statistics()
 
 
-def _chain_chunks(
-    fn: Callable[..., T], futures: list[cf.Future[tuple[list[T], bytes | None]]], end_time: float | None
-) -> Iterator[T]:
+def _chain_chunks(fn: Callable[..., T], chunks: Iterator[tuple[list[T], bytes | None]]) -> Iterator[T]:
     """The results of map()'s chunks in order, an exception at its item (stdlib: _chain_from_iterable_of_lists)."""
-    futures.reverse()  # popped from the end, so each is let go once read
     try:
-        while futures:
-            future = futures.pop()
-            if end_time is None:
-                results, error = future.result()
-            else:
-                results, error = future.result(end_time - time.monotonic())
-            del future
+        for results, error in chunks:
             yield from results
             if error is not None:
                 raise chunk_error(fn, error)
     finally:
-        for future in futures:
-            future.cancel()
+        if isinstance(chunks, Generator):
+            chunks.close()  # cancels the chunks not started
 
 
 _default_lock = threading.Lock()
