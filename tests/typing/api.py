@@ -96,7 +96,20 @@ async def uses() -> None:
     assert_type(await executor.run(divmod, 7, 2), tuple[int, int])
     assert_type(executor.submit(str.upper, "a"), cf.Future[str])
     assert_type(executor.statistics(), ExecutorStatistics)
+    assert_type(ThreadExecutor(2, idle_timeout=None), ThreadExecutor)
+    assert_type(ThreadExecutor(2, name="io", idle_timeout=2.5), ThreadExecutor)
+    assert_type(executor.map(str.upper, ["a"]), Iterator[str])
+    assert_type(executor.map(pow, [2], [8], timeout=1.0, buffersize=4), Iterator[int])
+    ThreadExecutor(idle_timeout="1")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    executor.map(abs, [1], buffersize=1.5)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     processes = ProcessExecutor(2, max_tasks_per_child=10)
+    assert_type(ProcessExecutor(start_timeout=60.0, idle_timeout=None), ProcessExecutor)
+    assert_type(processes.map(str.upper, ["a"]), Iterator[str])
+    assert_type(processes.map(pow, [2], [8], timeout=5.0, chunksize=16, buffersize=8), Iterator[int])
+    assert_type(processes.max_workers, int)
+    ProcessExecutor(start_timeout=None)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    processes.map(abs, [1], chunksize="2")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    processes.map(abs, [1], buffersize=2.0)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     assert_type(await processes.run(pow, 2, 8), int)
     assert_type(processes.submit(abs, -3), cf.Future[int])
     assert_type(await to_process(divmod, 9, 4), tuple[int, int])
