@@ -34,14 +34,18 @@ ANYIO_TOKENS = int(os.environ.get("APP_ANYIO_THREADS", "4"))
 THREAD_BUDGET = ANYIO_TOKENS + POOL + 2
 
 
+# --8<-- [start:lifespan]
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     pool = asyncbridge.ThreadExecutor(POOL, name="app-pool")
-    asyncbridge.set_default_executor(pool)  # async_wrap and to_thread
+    asyncbridge.set_default_executor(pool)  # async_wrap and asyncbridge.to_thread
     asyncio.get_running_loop().set_default_executor(pool)  # asyncio.to_thread, run_in_executor(None, ...)
     anyio.to_thread.current_default_thread_limiter().total_tokens = ANYIO_TOKENS  # def endpoints
     yield
     await pool.aclose()
+
+
+# --8<-- [end:lifespan]
 
 
 app = FastAPI(title="one thread budget", lifespan=lifespan)

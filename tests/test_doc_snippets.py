@@ -29,7 +29,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`\n]*)$")
-MARK = re.compile(r"^[ \t]*<!--\s*(?P<mark>run|skip):\s*next\s*-->[ \t]*$")
+MARK = re.compile(r"^[ \t]*<!--\s*(?P<mark>run|skip):\s*next(?:\s+\((?P<reason>.+)\))?\s*-->[ \t]*$")
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class Snippet:
     line: int  # 1-based line of the opening fence
     source: str
     runnable: bool  # True when marked <!-- run: next -->
+    reason: str = ""  # why a block marked <!-- skip: next (reason) --> is not run
 
     @property
     def name(self) -> str:
@@ -49,13 +50,14 @@ def snippets_in(text: str, path: str) -> list[Snippet]:
     lines = text.splitlines()
     found: list[Snippet] = []
     mark: str | None = None  # the <!-- run|skip: next --> comment that applies to the next block
+    reason = ""
     i = 0
     while i < len(lines):
         opening = FENCE.match(lines[i])
         if opening is None:
             marked = MARK.match(lines[i])
             if marked:
-                mark = marked["mark"]
+                mark, reason = marked["mark"], marked["reason"] or ""
             elif lines[i].strip():
                 mark = None
             i += 1
@@ -69,7 +71,7 @@ def snippets_in(text: str, path: str) -> list[Snippet]:
             body.append(lines[j].removeprefix(indent))
             j += 1
         if language in {"python", "py", "python3"}:
-            found.append(Snippet(path, i + 1, "\n".join(body) + "\n", runnable=mark == "run"))
+            found.append(Snippet(path, i + 1, "\n".join(body) + "\n", mark == "run", reason if mark == "skip" else ""))
         mark = None
         i = j + 1
     return found
@@ -211,3 +213,46 @@ def test_the_reference_lists_every_pytest_option_of_the_plugin(pytester: pytest.
         name for name in [*options, *ini_names, *markers] if f"`{name}" not in page and f"mark.{name}(" not in page
     ]
     assert not missing, f"docs/reference/detector.md does not describe {missing}"
+
+
+# The pages whose every Python block runs, is an included program that tests/ runs (``--8<--``), or is
+# marked <!-- skip: next (why) --> with its reason.
+CHECKED_PAGES = [
+    "README.md",
+    "docs/choosing.md",
+    "docs/dask.md",
+    "docs/django.md",
+    "docs/fastapi.md",
+    "docs/index.md",
+    "docs/migrating.md",
+    "docs/processes.md",
+    "docs/sync_wrap.md",
+    "docs/threads.md",
+    "docs/trio.md",
+]
+
+
+def test_every_python_block_of_the_guides_runs_or_says_why_not() -> None:
+    assert all((ROOT / page).is_file() for page in CHECKED_PAGES)
+    silent = [
+        snippet.name
+        for snippet in SNIPPETS
+        if snippet.path in CHECKED_PAGES
+        and not snippet.runnable
+        and not snippet.reason
+        and not snippet.source.lstrip().startswith("--8<--")
+    ]
+    assert not silent, f"mark these <!-- run: next --> or <!-- skip: next (why not) -->: {silent}"
+
+
+def test_snippets_in_reads_why_a_block_is_skipped() -> None:
+    text = (
+        "<!-- skip: next (needs a Dask cluster (a real one)) -->\n```python\na = 1\n```\n\n"
+        "<!-- skip: next -->\n```python\nb = 2\n```\n\n"
+        "<!-- run: next -->\n```python\nc = 3\n```\n"
+    )
+    assert [(s.runnable, s.reason) for s in snippets_in(text, "example.md")] == [
+        (False, "needs a Dask cluster (a real one)"),
+        (False, ""),
+        (True, ""),
+    ]

@@ -61,6 +61,7 @@ def test_the_guide_embeds_whole_files_that_exist() -> None:
     """Each file the reader saves is a whole program from examples/, not a fragment."""
     steps = guide_steps()
     assert set(steps.files) == {"app.py", "cpu.py"}, steps.files
+    assert {path.parent for path in steps.files.values()} == {ROOT / "examples" / "fastapi_processes"}
     for path in steps.files.values():
         assert path.is_file(), path
         assert path.read_text().startswith('"""'), f"{path} is not a whole module"

@@ -152,3 +152,80 @@ def test_trio_app_runs_threads_processes_dask_and_sync_wrap_under_trio() -> None
     assert processes, lines
     assert float(processes[1]) < 3.0, lines  # the deadline (0.5 s) ended it, not the minute of spinning
     assert lines[4:] == ["dask:      49"]
+
+
+# --- docs/processes.md --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_processes_runs_to_process_a_pool_of_its_own_and_survives_a_crash(loop: str) -> None:
+    """to_process hashes in a worker; run, an async_wrap'd function and submit on a pool; a worker that
+    dies fails only its call, logged with its pid and exit code, and the next call works."""
+    lines = run("processes.py", loop).splitlines()
+    assert lines[0] == "to_process: the sha256 of this file, from a worker: True", lines
+    assert lines[1] == "pool:       run -> 5 values, total 15; resize -> b'ab'; submit -> 5 values, total 15"
+    assert re.fullmatch(r"parser died: pid \d+, exit code 3, signal None", lines[2]), lines
+    assert lines[3:] == ["crash:      the next call works: 4"]
+
+
+# --- docs/threads.md ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_default_executor_of_100_threads_runs_100_blocking_calls_at_once(loop: str) -> None:
+    """After set_default_executor(ThreadExecutor(100)), 100 sleeps of 0.3 s overlap: well under the
+    0.9 s that the stock 40 threads would take (three rounds)."""
+    for _attempt in range(3):  # a loaded machine can delay thread starts
+        lines = run("default_executor.py", loop).splitlines()
+        assert lines[0] == "default executor: 100 threads", lines
+        took = re.fullmatch(r"100 calls of time.sleep\(0.3\) at once took ([\d.]+) s", lines[1])
+        assert took, lines
+        if float(took[1]) < 0.8:
+            break
+    else:
+        pytest.fail(f"100 calls on 100 threads took three tries over 0.8 s: {lines}")
+
+
+# --- docs/migrating.md, the "before" side ---------------------------------------------------------------------
+
+
+def test_migrating_before_runs_each_tools_code_as_the_page_shows_it() -> None:
+    """The code migrated from (run_in_executor, asyncio.to_thread, asgiref, anyio, Starlette) runs as it stands."""
+    assert run("migrating_before.py").splitlines() == [
+        "run_in_executor   -> a=1",
+        "asyncio.to_thread -> c=3",
+        "sync_to_async     -> hello, world",
+        "async_to_sync     -> sent 'job 1 done'",
+        "anyio             -> cat.png@200px, dog.png@64px",
+        "                     2262 primes below 20,000; total 105",
+        "run_in_threadpool -> cat.png@200px",
+    ]
+
+
+# --- every page ---------------------------------------------------------------------------------------------
+
+INCLUDE = re.compile(r'^[ \t]*--8<-- "(?P<path>[^":]+)(?::(?P<section>\w+))?"[ \t]*$', re.M)
+
+
+def test_every_include_in_the_docs_names_a_file_and_section_that_exist_and_a_test_runs() -> None:
+    """Every --8<-- include of README.md and docs/ names an existing file (and section); every program
+    included from examples/ is named by a test that runs it, so what the pages show is what runs."""
+    tests_text = "\n".join(path.read_text() for path in Path(__file__).parent.glob("test_*.py"))
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    includes = [(page, m) for page in pages for m in INCLUDE.finditer(page.read_text())]
+    assert len(includes) > 20
+    problems: list[str] = []
+    for page, include in includes:
+        where = f"{page.relative_to(ROOT)}: {include[0].strip()}"
+        path = ROOT / include["path"]
+        if not path.is_file():
+            problems.append(f"{where}: no such file")
+            continue
+        if include["section"] and f"# --8<-- [start:{include['section']}]" not in path.read_text():
+            problems.append(f"{where}: no section {include['section']!r}")
+        parts = path.relative_to(ROOT).parts
+        if parts[0] == "examples":
+            name = parts[-1] if parts[1] == "guides" else parts[1]  # a guide's program, or a project's folder
+            if f'"{name}"' not in tests_text and f'"{Path(name).stem}' not in tests_text:
+                problems.append(f"{where}: no test names {name}")
+    assert not problems, "\n".join(problems)

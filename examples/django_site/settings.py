@@ -9,11 +9,13 @@ SECRET_KEY = "example-only-not-secret"
 DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 INSTALLED_APPS = ["django_site.ledger"]
+# --8<-- [start:middleware]
 MIDDLEWARE = [
     # Every request gets its own pinned thread for its ORM work, and the database
     # connections that thread opened are closed when the request ends.
     "asyncbridge.django.PinnedThreadMiddleware",
 ]
+# --8<-- [end:middleware]
 ROOT_URLCONF = "django_site.urls"
 DATABASES = {
     "default": {

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 import asyncbridge
 
 
+# --8<-- [start:lifespan]
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     pool = asyncbridge.ProcessExecutor(max_workers=2)
@@ -24,6 +25,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await pool.warm_up()  # start the workers now, so the first request does not wait for one
     yield
     await pool.aclose()  # running calls finish, then the workers exit
+
+
+# --8<-- [end:lifespan]
 
 
 app = FastAPI(lifespan=lifespan)

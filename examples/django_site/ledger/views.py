@@ -47,6 +47,7 @@ def count(transfer: str | None = None) -> int:
     return entries.count()
 
 
+# --8<-- [start:transfer]
 async def transfer(request: HttpRequest) -> JsonResponse:
     """Two entries in one transaction, over four calls: each may run on any thread but the request's."""
     name = uuid.uuid4().hex
@@ -59,6 +60,9 @@ async def transfer(request: HttpRequest) -> JsonResponse:
         await rollback()
         raise
     return JsonResponse({"transfer": name, "entries": [debit, credit], "kept": await count(name)})
+
+
+# --8<-- [end:transfer]
 
 
 async def total(request: HttpRequest) -> JsonResponse:
