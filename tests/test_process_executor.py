@@ -261,6 +261,17 @@ def test_map_with_buffersize_submits_only_that_many_jobs_ahead(chunksize: int) -
     assert executor.statistics().completed <= 7 + 2  # the 7 results' jobs, and at most 2 buffered ones
 
 
+@pytest.mark.parametrize("buffersize", [None, 2])
+def test_closing_a_chunked_map_early_cancels_the_jobs_not_started(buffersize: int | None) -> None:
+    """Closing map()'s iterator after the first result cancels the queued chunks: of five jobs of
+    0.5 s on one worker, only the first and the one running at the close complete."""
+    with ProcessExecutor(1) as executor:
+        results = executor.map(time.sleep, [0.25] * 10, chunksize=2, buffersize=buffersize)
+        assert next(results) is None
+        results.close()
+    assert executor.statistics().completed <= 2
+
+
 @pytest.mark.parametrize("chunksize", [1, 2])
 @pytest.mark.parametrize(
     ("buffersize", "error", "message"),
