@@ -17,77 +17,14 @@ is checked against what the plugin registers.
 
 from __future__ import annotations
 
-import ast
-import inspect
 import re
-import types
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from _snippets import Snippet, compile_snippet, run_snippet, snippets_in
+
 ROOT = Path(__file__).resolve().parent.parent
-FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`\n]*)$")
-MARK = re.compile(r"^[ \t]*<!--\s*(?P<mark>run|skip):\s*next\s*-->[ \t]*$")
-
-
-@dataclass(frozen=True)
-class Snippet:
-    path: str  # relative to the repository root
-    line: int  # 1-based line of the opening fence
-    source: str
-    runnable: bool  # True when marked <!-- run: next -->
-
-    @property
-    def name(self) -> str:
-        return f"{self.path}:{self.line}"
-
-
-def snippets_in(text: str, path: str) -> list[Snippet]:
-    """The fenced python blocks of a markdown text, de-indented (blocks may sit in list items)."""
-    lines = text.splitlines()
-    found: list[Snippet] = []
-    mark: str | None = None  # the <!-- run|skip: next --> comment that applies to the next block
-    i = 0
-    while i < len(lines):
-        opening = FENCE.match(lines[i])
-        if opening is None:
-            marked = MARK.match(lines[i])
-            if marked:
-                mark = marked["mark"]
-            elif lines[i].strip():
-                mark = None
-            i += 1
-            continue
-        indent, fence = opening["indent"], opening["fence"]
-        language = opening["info"].split()[0].lstrip(".").lower() if opening["info"].split() else ""
-        body: list[str] = []
-        j = i + 1
-        closing = re.compile(rf"^[ \t]*{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$")
-        while j < len(lines) and not closing.match(lines[j]):
-            body.append(lines[j].removeprefix(indent))
-            j += 1
-        if language in {"python", "py", "python3"}:
-            found.append(Snippet(path, i + 1, "\n".join(body) + "\n", runnable=mark == "run"))
-        mark = None
-        i = j + 1
-    return found
-
-
-def compile_snippet(snippet: Snippet) -> types.CodeType:
-    # Lines are offset so that errors and tracebacks name the line in the markdown file.
-    source = "\n" * snippet.line + snippet.source
-    return compile(source, snippet.path, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
-
-
-async def run_snippet(snippet: Snippet) -> dict[str, Any]:
-    """Run a snippet in a fresh namespace, awaiting its top-level awaits on the running loop; return the namespace."""
-    namespace: dict[str, Any] = {"__name__": "__doc_snippet__"}
-    result = eval(compile_snippet(snippet), namespace)  # a coroutine when the code has a top-level await
-    if inspect.iscoroutine(result):
-        await result
-    return namespace
 
 
 def all_snippets() -> list[Snippet]:
