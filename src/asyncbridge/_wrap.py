@@ -86,14 +86,9 @@ def async_wrap(
 ) -> Any:
     """Turn a sync function into an async one that runs it in an executor.
 
-    Usable bare (``@async_wrap``) or called (``@async_wrap(limit=4)``)::
-
-        @async_wrap
-        def read_config(path: str) -> dict[str, str]: ...
-
-        config = await read_config("app.toml")
-
-    is the same as ``await asyncio.to_thread(read_config, "app.toml")``, on
+    Usable bare (``@async_wrap``) or called (``@async_wrap(limit=4)``).
+    Awaiting the wrapped ``read_config("app.toml")`` is the same as
+    ``await asyncio.to_thread(read_config, "app.toml")``, on
     asyncio, uvloop and trio alike, with the signature, name and docstring of
     the original kept (``__wrapped__`` points to it). The result is returned,
     or the exception the function raised is re-raised unchanged. Context
@@ -138,6 +133,28 @@ def async_wrap(
         TypeError: ``fn`` is a coroutine function, an async generator function
             or not callable; or an argument has the wrong type.
         ValueError: ``limit`` is below 1 or ``timeout`` not positive.
+
+    Example:
+        ```python
+        import threading
+        from asyncbridge import async_wrap
+
+
+        @async_wrap
+        def read_config(path: str) -> dict[str, str]:  # blocking I/O, run in a worker thread
+            return {"path": path, "thread": threading.current_thread().name}
+
+
+        @async_wrap(limit=2, timeout=10)  # at most 2 at once; fail after 10 s
+        def checksum(data: bytes) -> int:
+            return sum(data) % 256
+
+
+        config = await read_config("app.toml")
+        assert config["thread"] != threading.current_thread().name
+        assert await checksum(b"abc") == 38
+        assert checksum.limiter.total_tokens == 2
+        ```
     """
     adapter = adapt_executor(executor)
     limiter = _make_limiter(limit)
@@ -164,6 +181,15 @@ async def to_thread(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) ->
 
     Raises:
         BaseException: whatever ``fn`` raised, unchanged.
+
+    Example:
+        ```python
+        import time
+        from asyncbridge import to_thread
+
+        await to_thread(time.sleep, 0.01)  # the event loop runs other tasks meanwhile
+        assert await to_thread(sorted, [3, 1, 2], reverse=True) == [3, 2, 1]
+        ```
     """
     call = Call(fn, args, kwargs, copy_context(), get_default_executor())
     inbox = current_inbox()
