@@ -265,7 +265,7 @@ def test_few_examples_are_only_compiled() -> None:
 
 
 @pytest.fixture(autouse=True)
-def _example_setup(request: pytest.FixtureRequest) -> Iterator[None]:
+def _example_setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """What the examples take for granted: a configured Django project; and what they must not leave
     behind: the default executors they replace are put back (the replacements shut down)."""
     example = getattr(request.node, "callspec", None) and request.node.callspec.params.get("example")
@@ -274,7 +274,9 @@ def _example_setup(request: pytest.FixtureRequest) -> Iterator[None]:
         from django.conf import settings
 
         if not settings.configured:
-            settings.configure(DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}})
+            # A file: Django never closes a connection to an in-memory sqlite database.
+            database = tmp_path_factory.mktemp("django") / "db.sqlite3"
+            settings.configure(DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(database)}})
             django.setup()
     threads, processes = asyncbridge.get_default_executor(), asyncbridge.get_default_process_executor()
     yield
