@@ -395,7 +395,9 @@ def limiter_of(fn: Callable[..., Any]) -> CapacityLimiter | None:
         @async_wrap(limit=4)
         def load_user(user_id: int) -> dict[str, str]: ...
 
-        stats = limiter_of(load_user).statistics()
+        limiter = limiter_of(load_user)
+        assert limiter is not None  # None: the function has no limit=
+        stats = limiter.statistics()
         if stats.tasks_waiting:
             print(f"{stats.tasks_waiting} calls wait for load_user's limit of {stats.total_tokens}")
 
