@@ -7,6 +7,7 @@ import concurrent.futures as cf
 import functools
 import inspect
 import threading
+import weakref
 from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Iterator
 from contextvars import Context, copy_context
 from typing import Any, Protocol, TypeVar, cast, overload
@@ -22,7 +23,7 @@ from ._executor import ONE_OFF_THREADS, adapt_executor
 from ._limit import CapacityLimiter
 from ._threads import get_default_executor
 
-__all__ = ["async_wrap", "to_thread"]
+__all__ = ["async_wrap", "limiter_of", "to_thread"]
 
 _CancelledError = asyncio.CancelledError  # trio's Cancelled is handled inside its inbox
 
@@ -110,8 +111,9 @@ def async_wrap(
             place until its function really returns. An int makes a limit of
             the function's own; a :class:`CapacityLimiter` is shared with
             every function given it. Either way the wrapped function's
-            ``limiter`` attribute is the limiter (None without a limit), whose
-            ``statistics()`` show the calls waiting for it.
+            limiter is :func:`limiter_of` it (None without a limit), whose
+            ``statistics()`` show the calls waiting for it; it is also the
+            function's ``limiter`` attribute, which type checkers cannot see.
         timeout: seconds after which a call fails with :class:`TimeoutError`,
             waiting for a ``limit`` slot included; the same as wrapping the
             await in ``anyio.fail_after(timeout)``, with a message naming
@@ -300,7 +302,7 @@ def _wrap_function(
                 raise _timed_out(fn, timeout)
 
     wrapped = functools.wraps(fn)(wrapper)
-    wrapped.limiter = limiter  # type: ignore[attr-defined]
+    _remember_limiter(wrapped, limiter)
     return wrapped
 
 
@@ -394,8 +396,57 @@ def _wrap_generator(
                         raise
 
     wrapped_gen = functools.wraps(fn)(wrapper)
-    wrapped_gen.limiter = limiter  # type: ignore[attr-defined]
+    _remember_limiter(wrapped_gen, limiter)
     return wrapped_gen
+
+
+# -- the limiter of a wrapped function -------------------------------------------------
+
+# Every function async_wrap made, with its limiter: weak, so a wrapped function can be collected.
+_LIMITERS: weakref.WeakKeyDictionary[Callable[..., Any], CapacityLimiter | None] = weakref.WeakKeyDictionary()
+
+
+def _remember_limiter(wrapped: Callable[..., Any], limiter: CapacityLimiter | None) -> None:
+    wrapped.limiter = limiter  # type: ignore[attr-defined]  # for the REPL; limiter_of is the typed way
+    _LIMITERS[wrapped] = limiter
+
+
+def limiter_of(fn: Callable[..., Any]) -> CapacityLimiter | None:
+    """The :class:`CapacityLimiter` bounding a function made by :func:`async_wrap`, or None without ``limit=``.
+
+    With ``limit=N`` the function has a limiter of its own; this is how to see
+    it, typed (the ``limiter`` attribute holds the same object, but a type
+    checker cannot know a decorated function has it)::
+
+        @async_wrap(limit=4)
+        def load_user(user_id: int) -> dict[str, str]: ...
+
+        limiter = limiter_of(load_user)
+        assert limiter is not None  # None: the function has no limit=
+        stats = limiter.statistics()
+        if stats.tasks_waiting:
+            print(f"{stats.tasks_waiting} calls wait for load_user's limit of {stats.total_tokens}")
+
+    Methods work bound or not (``limiter_of(service.load)``), and so do
+    functions wrapped again by decorators that use :func:`functools.wraps`.
+
+    Raises:
+        TypeError: ``fn`` was not made by :func:`async_wrap`.
+    """
+    seen: Any = fn
+    for _ in range(100):  # a __wrapped__ chain that loops must not hang
+        seen = getattr(seen, "__func__", seen)  # bound methods, classmethod and staticmethod objects
+        try:
+            return _LIMITERS[seen]
+        except (KeyError, TypeError):  # not ours, or not weakly referable
+            pass
+        seen = getattr(seen, "__wrapped__", None)
+        if seen is None:
+            break
+    raise TypeError(
+        f"limiter_of() expects a function made by async_wrap(), got {_describe(fn)}; "
+        "wrap it with @async_wrap(limit=...) first, or pass the CapacityLimiter you gave it"
+    )
 
 
 # -- argument checks ----------------------------------------------------------------
