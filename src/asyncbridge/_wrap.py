@@ -155,7 +155,6 @@ def async_wrap(
         config = await read_config("app.toml")
         assert config["thread"] != threading.current_thread().name
         assert await checksum(b"abc") == 38
-        assert checksum.limiter.total_tokens == 2
         ```
     """
     adapter = adapt_executor(executor)
@@ -416,22 +415,30 @@ def limiter_of(fn: Callable[..., Any]) -> CapacityLimiter | None:
 
     With ``limit=N`` the function has a limiter of its own; this is how to see
     it, typed (the ``limiter`` attribute holds the same object, but a type
-    checker cannot know a decorated function has it)::
+    checker cannot know a decorated function has it). Methods work bound or
+    not (``limiter_of(service.load)``), and so do functions wrapped again by
+    decorators that use :func:`functools.wraps`.
+
+    Raises:
+        TypeError: ``fn`` was not made by :func:`async_wrap`.
+
+    Example:
+        ```python
+        from asyncbridge import async_wrap, limiter_of
+
 
         @async_wrap(limit=4)
-        def load_user(user_id: int) -> dict[str, str]: ...
+        def load_user(user_id: int) -> dict[str, str]:
+            return {"id": str(user_id)}
+
 
         limiter = limiter_of(load_user)
         assert limiter is not None  # None: the function has no limit=
         stats = limiter.statistics()
         if stats.tasks_waiting:
             print(f"{stats.tasks_waiting} calls wait for load_user's limit of {stats.total_tokens}")
-
-    Methods work bound or not (``limiter_of(service.load)``), and so do
-    functions wrapped again by decorators that use :func:`functools.wraps`.
-
-    Raises:
-        TypeError: ``fn`` was not made by :func:`async_wrap`.
+        assert stats.total_tokens == 4
+        ```
     """
     seen: Any = fn
     for _ in range(100):  # a __wrapped__ chain that loops must not hang
