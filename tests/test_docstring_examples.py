@@ -13,10 +13,10 @@ every async test. The pytest plugin's examples are test files, run by pytest
 ``# compile-only: REASON`` is only compiled; none is, so far.
 
 A public method, one the reference shows (it has a docstring and the page's
-``filters`` do not hide it), needs a call in an example of its class (the
-class's own or a method's). Code the reference shows outside an ``Example:`` section (a
-fenced block, or an indented block after ``::``) would not be run, so it is
-refused.
+``filters`` do not hide it), must be called in an example of its class (the
+class's own or a method's). Code the reference shows outside an ``Example:``
+section (a fenced block, or an indented block after ``::``) would not be run,
+so it is refused.
 """
 
 from __future__ import annotations
@@ -35,10 +35,8 @@ import asyncbridge
 from _snippets import Snippet, compile_snippet, is_async, run_snippet, run_sync_snippet, snippets_in
 
 ROOT = Path(__file__).resolve().parent.parent
-SRC = ROOT / "src"
 PUBLIC_MODULES = ("asyncbridge", "asyncbridge.dask", "asyncbridge.django", "asyncbridge.pytest_plugin")
 COMPILE_ONLY = re.compile(r"\A\s*# compile-only: \S")
-SECTION = re.compile(r"^(?P<title>[A-Z][A-Za-z ]*):[ \t]*$")
 
 
 @dataclass(frozen=True)
@@ -79,7 +77,7 @@ def docstrings_in(path: Path, relative: str | None = None) -> dict[str, Docstrin
     return found
 
 
-DOCSTRINGS = {path: docstrings_in(path) for path in sorted((SRC / "asyncbridge").rglob("*.py"))}
+DOCSTRINGS = {path: docstrings_in(path) for path in sorted((ROOT / "src" / "asyncbridge").rglob("*.py"))}
 
 
 def public_names() -> list[str]:
@@ -161,13 +159,13 @@ GLOBAL_FILTERS = [
 ]
 
 
-def shown_methods(public_name: str, docstring: Docstring) -> list[str]:
-    """The methods of a public class that its reference entry shows: public, documented, not filtered out."""
+def shown_methods(public_name: str, docstring: Docstring) -> dict[str, Docstring]:
+    """The methods of a public class that its reference entry shows (public, documented, not filtered out)."""
     node = docstring.node
     if not isinstance(node, ast.ClassDef):
-        return []
+        return {}
     hidden = REFERENCE.get(public_name) or GLOBAL_FILTERS
-    methods = []
+    methods = {}
     for member in node.body:
         if not isinstance(member, (ast.FunctionDef, ast.AsyncFunctionDef)) or ast.get_docstring(member) is None:
             continue
@@ -175,7 +173,7 @@ def shown_methods(public_name: str, docstring: Docstring) -> list[str]:
         if "property" in decorators or any(d.endswith(".setter") for d in decorators):
             continue
         if not any(re.search(pattern, member.name) for pattern in hidden):
-            methods.append(member.name)
+            methods[member.name] = DOCSTRINGS[ROOT / docstring.path][f"{node.name}.{member.name}"]
     return methods
 
 
@@ -195,8 +193,7 @@ def collect() -> tuple[list[Example], list[str], list[str]]:
             continue
         class_examples = list(own)
         methods = shown_methods(public_name, docstring)
-        for method in methods:
-            method_doc = DOCSTRINGS[ROOT / docstring.path][f"{docstring.node.name}.{method}"]  # type: ignore[attr-defined]
+        for method, method_doc in methods.items():
             method_examples = examples_of(method_doc)
             examples.extend(Example(f"{public_name}.{method}", snippet) for snippet in method_examples)
             class_examples.extend(method_examples)
@@ -222,7 +219,7 @@ def test_every_public_name_has_an_example() -> None:
     assert not MISSING, f"these public names have no ```python block in an 'Example:' section: {MISSING}"
 
 
-def test_every_public_method_has_an_example_or_is_called_in_its_class_example() -> None:
+def test_every_public_method_is_called_in_an_example_of_its_class() -> None:
     assert not UNCALLED, f"no example of their class (its own or a method's) calls these methods: {UNCALLED}"
 
 
@@ -244,11 +241,7 @@ def test_the_reference_shows_no_code_outside_the_examples() -> None:
         if docstring is None:
             continue
         owners = [(public_name, docstring)]
-        if isinstance(docstring.node, ast.ClassDef):
-            for method in shown_methods(public_name, docstring):
-                owners.append(
-                    (f"{public_name}.{method}", DOCSTRINGS[ROOT / docstring.path][f"{docstring.node.name}.{method}"])
-                )
+        owners += [(f"{public_name}.{m}", doc) for m, doc in shown_methods(public_name, docstring).items()]
         for owner, doc in owners:
             offset, example = section(doc, "Example")
             rest = doc.text.replace(example, "") if offset else doc.text
