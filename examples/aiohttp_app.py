@@ -20,19 +20,27 @@ import time
 
 from aiohttp import web
 
-from asyncbridge import async_wrap, pinned_thread
+from asyncbridge import async_wrap, limiter_of, pinned_thread
 
 
+# --8<-- [start:report_fn]
 @async_wrap
 def build_report(seconds: float) -> dict[str, object]:
     time.sleep(seconds)  # stands for a blocking driver or library call
     return {"thread": threading.current_thread().name}
 
 
+# --8<-- [end:report_fn]
+
+
+# --8<-- [start:export]
 @async_wrap(limit=2)
 def export(seconds: float) -> str:
     time.sleep(seconds)
     return "exported"
+
+
+# --8<-- [end:export]
 
 
 @async_wrap
@@ -55,14 +63,19 @@ def close_session(db: sqlite3.Connection) -> int:
         db.close()
 
 
+# --8<-- [start:report]
 async def report(request: web.Request) -> web.Response:
     return web.json_response(await build_report(float(request.query.get("seconds", "0.05"))))
+
+
+# --8<-- [end:report]
 
 
 async def export_handler(request: web.Request) -> web.Response:
     return web.json_response({"result": await export(float(request.query.get("seconds", "0.05")))})
 
 
+# --8<-- [start:session]
 async def session(request: web.Request) -> web.Response:
     async with pinned_thread():
         db = await open_session()
@@ -71,8 +84,14 @@ async def session(request: web.Request) -> web.Response:
         return web.json_response({"visits": await close_session(db)})
 
 
+# --8<-- [end:session]
+
+
 async def health(request: web.Request) -> web.Response:
-    return web.json_response({"ok": True, "export_limit": export.limiter.statistics().total_tokens})  # type: ignore[attr-defined]
+    limiter = limiter_of(export)
+    assert limiter is not None
+    stats = limiter.statistics()
+    return web.json_response({"ok": True, "exports_running": stats.borrowed_tokens, "export_limit": stats.total_tokens})
 
 
 def make_app() -> web.Application:

@@ -69,6 +69,28 @@ async def test_the_export_limit_holds_two_at_once(client: TestClient) -> None:  
     assert (await (await client.get("/health")).json())["export_limit"] == 2
 
 
+async def test_health_shows_the_exports_holding_the_limit(client: TestClient) -> None:  # type: ignore[type-arg]
+    """limiter_of(export).statistics(), as /health reports it, counts the exports running."""
+    exports = [asyncio.ensure_future(client.get("/export", params={"seconds": "1"})) for _ in range(3)]
+    deadline = time.monotonic() + 10
+    running = 0
+    while running < 2 and time.monotonic() < deadline:  # the exports reach their threads
+        running = (await (await client.get("/health")).json())["exports_running"]
+    assert running == 2  # the third waits for a slot
+    assert all(r.status == 200 for r in await asyncio.gather(*exports))
+    assert (await (await client.get("/health")).json())["exports_running"] == 0
+
+
+def test_the_aiohttp_guide_shows_this_program() -> None:
+    """docs/aiohttp.md embeds the example tested here, whole and in parts, so the page shows the code that runs."""
+    page = (EXAMPLES.parent / "docs" / "aiohttp.md").read_text()
+    source = (EXAMPLES / "aiohttp_app.py").read_text()
+    assert '--8<-- "examples/aiohttp_app.py"' in page
+    for section in ("report_fn", "report", "export", "session"):
+        assert f'--8<-- "examples/aiohttp_app.py:{section}"' in page
+        assert f"# --8<-- [start:{section}]" in source
+
+
 async def test_a_sqlite_session_spans_three_calls_in_a_pinned_thread(client: TestClient) -> None:  # type: ignore[type-arg]
     responses = await asyncio.gather(*(client.get("/session") for _ in range(6)))
     assert [await r.json() for r in responses] == [{"visits": 3}] * 6

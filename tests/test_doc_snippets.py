@@ -8,8 +8,9 @@ Most examples are such fragments, so running is opt-in: a block preceded by
 the comment ``<!-- run: next -->`` is run, top-level awaits included, under
 asyncio, uvloop and trio, each time in a fresh namespace, under the blocking
 detector like every async test. A block preceded by ``<!-- skip: next -->``
-(Sybil's spelling) is marked as not runnable and is only compiled. The comments
-are invisible on GitHub and on the docs site.
+(Sybil's spelling) is marked as not runnable and is only compiled; on the guide
+pages it must say why: ``<!-- skip: next (why) -->``. The comments are
+invisible on GitHub and on the docs site.
 
 The one hand-written table of the API reference, the pytest plugin's options,
 is checked against what the plugin registers.
@@ -17,79 +18,14 @@ is checked against what the plugin registers.
 
 from __future__ import annotations
 
-import ast
-import inspect
 import re
-import types
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from _snippets import Snippet, compile_snippet, run_snippet, snippets_in
+
 ROOT = Path(__file__).resolve().parent.parent
-FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`\n]*)$")
-MARK = re.compile(r"^[ \t]*<!--\s*(?P<mark>run|skip):\s*next(?:\s+\((?P<reason>.+)\))?\s*-->[ \t]*$")
-
-
-@dataclass(frozen=True)
-class Snippet:
-    path: str  # relative to the repository root
-    line: int  # 1-based line of the opening fence
-    source: str
-    runnable: bool  # True when marked <!-- run: next -->
-    reason: str = ""  # why a block marked <!-- skip: next (reason) --> is not run
-
-    @property
-    def name(self) -> str:
-        return f"{self.path}:{self.line}"
-
-
-def snippets_in(text: str, path: str) -> list[Snippet]:
-    """The fenced python blocks of a markdown text, de-indented (blocks may sit in list items)."""
-    lines = text.splitlines()
-    found: list[Snippet] = []
-    mark: str | None = None  # the <!-- run|skip: next --> comment that applies to the next block
-    reason = ""
-    i = 0
-    while i < len(lines):
-        opening = FENCE.match(lines[i])
-        if opening is None:
-            marked = MARK.match(lines[i])
-            if marked:
-                mark, reason = marked["mark"], marked["reason"] or ""
-            elif lines[i].strip():
-                mark = None
-            i += 1
-            continue
-        indent, fence = opening["indent"], opening["fence"]
-        language = opening["info"].split()[0].lstrip(".").lower() if opening["info"].split() else ""
-        body: list[str] = []
-        j = i + 1
-        closing = re.compile(rf"^[ \t]*{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$")
-        while j < len(lines) and not closing.match(lines[j]):
-            body.append(lines[j].removeprefix(indent))
-            j += 1
-        if language in {"python", "py", "python3"}:
-            found.append(Snippet(path, i + 1, "\n".join(body) + "\n", mark == "run", reason if mark == "skip" else ""))
-        mark = None
-        i = j + 1
-    return found
-
-
-def compile_snippet(snippet: Snippet) -> types.CodeType:
-    # Lines are offset so that errors and tracebacks name the line in the markdown file.
-    source = "\n" * snippet.line + snippet.source
-    return compile(source, snippet.path, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
-
-
-async def run_snippet(snippet: Snippet) -> dict[str, Any]:
-    """Run a snippet in a fresh namespace, awaiting its top-level awaits on the running loop; return the namespace."""
-    namespace: dict[str, Any] = {"__name__": "__doc_snippet__"}
-    result = eval(compile_snippet(snippet), namespace)  # a coroutine when the code has a top-level await
-    if inspect.iscoroutine(result):
-        await result
-    return namespace
 
 
 def all_snippets() -> list[Snippet]:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
+from collections.abc import Awaitable, Callable, Iterator
 
 import anyio
 import anyio.lowlevel
 import pytest
 
 from _sync import Gauge, wait_thread_event
-from asyncbridge import CapacityLimiter, CapacityLimiterStatistics, ThreadExecutor, async_wrap
+from asyncbridge import CapacityLimiter, CapacityLimiterStatistics, ThreadExecutor, async_wrap, limiter_of
 
 pytestmark = pytest.mark.anyio
 
@@ -117,7 +119,7 @@ async def test_one_limiter_bounds_every_function_given_it_and_reports_the_waiter
 
     read = async_wrap(limit=shared)(hold)
     write = async_wrap(limit=shared)(hold)
-    assert read.limiter is shared  # type: ignore[attr-defined]
+    assert limiter_of(read) is shared
     async with ThreadExecutor(8, name="limited") as executor, anyio.create_task_group() as tg:
         for i in range(3):
             tg.start_soon(async_wrap(executor=executor, limit=shared)(hold), f"x{i}")
@@ -162,9 +164,70 @@ def test_a_function_with_an_int_limit_exposes_its_own_limiter() -> None:
     @async_wrap
     def g() -> None: ...
 
-    assert isinstance(f.limiter, CapacityLimiter)  # type: ignore[attr-defined]
-    assert f.limiter.total_tokens == 3  # type: ignore[attr-defined]
-    assert g.limiter is None  # type: ignore[attr-defined]
+    limiter = limiter_of(f)
+    assert isinstance(limiter, CapacityLimiter)
+    assert limiter.total_tokens == 3
+    assert f.limiter is limiter  # type: ignore[attr-defined]  # the untyped spelling, same object
+    assert limiter_of(g) is None
+
+
+def test_limiter_of_finds_the_limiter_of_methods_generators_and_rewrapped_functions() -> None:
+    shared = CapacityLimiter(2)
+
+    class Service:
+        @async_wrap(limit=shared)
+        def method(self) -> None: ...
+
+        @classmethod
+        @async_wrap(limit=shared)
+        def build(cls) -> None: ...
+
+        @staticmethod
+        @async_wrap(limit=shared)
+        def helper() -> None: ...
+
+        @async_wrap(limit=shared)
+        @staticmethod
+        def outer_helper() -> None: ...
+
+    @async_wrap(limit=shared)
+    def numbers() -> Iterator[int]:
+        yield 1
+
+    def logged(fn: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        @functools.wraps(fn)
+        async def wrapper() -> None:
+            await fn()
+
+        return wrapper
+
+    service = Service()
+    for fn in (
+        Service.method,
+        service.method,
+        Service.build,
+        service.build,
+        Service.helper,
+        service.helper,
+        Service.outer_helper,
+        Service.__dict__["helper"],
+        numbers,
+        logged(Service.helper),
+    ):
+        assert limiter_of(fn) is shared, fn
+
+
+def test_limiter_of_a_function_async_wrap_did_not_make_says_what_to_do() -> None:
+    def plain() -> None: ...
+
+    expected = r"limiter_of\(\) expects a function made by async_wrap\(\).*@async_wrap\(limit="
+    for fn in (plain, print, async_wrap):
+        with pytest.raises(TypeError, match=expected):
+            limiter_of(fn)
+    looping = functools.partial(plain)
+    looping.__wrapped__ = looping  # type: ignore[attr-defined]  # a chain that loops ends, with the error
+    with pytest.raises(TypeError, match="limiter_of"):
+        limiter_of(looping)
 
 
 @pytest.mark.parametrize(("value", "error"), [(0, ValueError), (1.5, TypeError), (True, TypeError)])

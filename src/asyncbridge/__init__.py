@@ -21,7 +21,7 @@ from ._portal import sync_wrap
 from ._processes import ProcessExecutor, get_default_process_executor, set_default_process_executor, to_process
 from ._statistics import ExecutorStatistics
 from ._threads import DEFAULT_MAX_THREADS, ThreadExecutor, get_default_executor, set_default_executor
-from ._wrap import async_wrap, to_thread
+from ._wrap import async_wrap, limiter_of, to_thread
 
 __version__ = "0.1.0.dev0"
 
@@ -43,6 +43,7 @@ __all__ = [
     "check_cancelled",
     "get_default_executor",
     "get_default_process_executor",
+    "limiter_of",
     "pinned_thread",
     "set_default_executor",
     "set_default_process_executor",

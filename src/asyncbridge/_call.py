@@ -399,6 +399,24 @@ def check_cancelled() -> None:
 
     Raises:
         asyncio.CancelledError | trio.Cancelled: the caller was cancelled.
+
+    Example:
+        ```python
+        import time
+        import anyio
+        from asyncbridge import async_wrap, check_cancelled
+
+
+        @async_wrap(abandon_on_cancel=False)  # a cancelled await waits for the function to return
+        def crunch() -> None:
+            while True:  # a long computation that checks now and then
+                check_cancelled()
+                time.sleep(0.01)
+
+
+        with anyio.move_on_after(0.1):
+            await crunch()  # the timeout cancels it: crunch stops at its next check
+        ```
     """
     call = _local.call
     if call is not None:

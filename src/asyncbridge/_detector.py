@@ -37,14 +37,7 @@ class BlockingDetector:
     """Report every time the event loop is blocked for longer than ``threshold`` seconds.
 
     Use it around the code to watch, inside a running asyncio, uvloop or trio
-    program::
-
-        async with BlockingDetector(threshold=0.05) as detector:
-            await serve()
-        for event in detector.events:
-            print(event)  # duration, task, and the line that blocked
-
-    While active, a heartbeat on the loop and a watchdog thread find each time
+    program. While active, a heartbeat on the loop and a watchdog thread find each time
     the loop thread does not get back to the loop for longer than
     ``threshold``, whatever the cause (``time.sleep``, a sync driver, a CPU
     loop, an unknown library), and record one :class:`BlockingEvent` per
@@ -94,6 +87,18 @@ class BlockingDetector:
         ValueError: ``threshold`` is not positive and finite, ``strict`` is not one
             of the values above, an allow rule is malformed or given without
             strict mode, or ``strict_rules`` is not a known version.
+
+    Example:
+        ```python
+        import time
+        from asyncbridge import BlockingDetector
+
+        async with BlockingDetector(threshold=0.05) as detector:
+            time.sleep(0.15)  # blocks the event loop
+        assert detector.events  # every block is recorded once the block exits
+        for event in detector.events:
+            print(event)  # duration, task, and the line that blocked
+        ```
     """
 
     def __init__(
@@ -151,6 +156,15 @@ class BlockingDetector:
 
         An allow rule that never matches is dead weight at best, and at worst a
         typo that lets nothing through: check this at the end of a test run.
+
+        Example:
+            ```python
+            from asyncbridge import BlockingDetector
+
+            async with BlockingDetector(strict=True, allow=["time.sleep@myapp.legacy"]) as detector:
+                pass  # the code under test, which never called time.sleep from myapp.legacy
+            assert detector.unused_allow_rules() == ["time.sleep@myapp.legacy"]
+            ```
         """
         matched = set(self._matched)
         session = self._session
@@ -207,13 +221,18 @@ class BlockingDetector:
         A block is recorded by the watchdog thread shortly after it ends,
         at the heartbeat's next turn: a test that blocks on purpose and looks
         at :attr:`events` on the very next line may not see it yet. Await this
-        first::
+        first. Returns at once when the detector is not active. Never blocks the loop.
 
-            time.sleep(0.3)                  # the block the test expects
-            await blocking_detector.checkpoint()
-            assert len(blocking_detector.events) == 1
+        Example:
+            ```python
+            import time
+            from asyncbridge import BlockingDetector
 
-        Returns at once when the detector is not active. Never blocks the loop.
+            async with BlockingDetector(threshold=0.05) as detector:
+                time.sleep(0.15)  # the block the test expects
+                await detector.checkpoint()
+                assert detector.events  # recorded already
+            ```
         """
         session = self._session
         if session is None:
@@ -235,6 +254,21 @@ class BlockingDetector:
 
         Raises:
             RuntimeError: the detector is already active.
+
+        Example:
+            ```python
+            import asyncio
+            from asyncbridge import BlockingDetector
+
+            loop = asyncio.new_event_loop()
+            detector = BlockingDetector(threshold=0.05)
+            detector.attach(loop)  # before the loop runs
+            try:
+                loop.run_until_complete(asyncio.sleep(0.01))
+            finally:
+                detector.detach()  # once it has stopped
+                loop.close()
+            ```
         """
         if self._session is not None:
             raise RuntimeError("this BlockingDetector is already active")

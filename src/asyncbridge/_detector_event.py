@@ -63,6 +63,23 @@ class BlockingEvent:
             GIL, the other threads that were running meanwhile, as ``(thread
             name, stack)``, innermost frame last: they held it, and the loop's
             own line (in ``stack``) is innocent. Empty otherwise (Linux only).
+
+    Example:
+        ```python
+        import time
+        from asyncbridge import BlockingDetector, BlockingEvent
+
+
+        def report(event: BlockingEvent) -> None:  # called in the detector's watchdog thread
+            print(event.format())  # what the asyncbridge.blocking logger prints
+
+
+        async with BlockingDetector(threshold=0.05, on_block=report) as detector:
+            time.sleep(0.15)
+        event = detector.events[0]
+        assert event.duration > 0.05 and event.cause in {"blocked", "starved", "gil"}
+        print(event.site, event.task_name)  # the frame that blocked, and its task
+        ```
     """
 
     duration: float

@@ -24,7 +24,21 @@ __all__ = [
 
 
 class AsyncBridgeError(Exception):
-    """Base class of every exception asyncbridge raises of its own."""
+    """Base class of every exception asyncbridge raises of its own.
+
+    Example:
+        ```python
+        from asyncbridge import AsyncBridgeError, ExecutorShutdownError, ThreadExecutor
+
+        executor = ThreadExecutor()
+        executor.shutdown()
+        try:
+            executor.submit(print, "never printed")
+        except AsyncBridgeError as error:  # whichever asyncbridge error it is
+            caught = error
+        assert isinstance(caught, ExecutorShutdownError)
+        ```
+    """
 
 
 class ExecutorShutdownError(AsyncBridgeError, RuntimeError):
@@ -34,6 +48,19 @@ class ExecutorShutdownError(AsyncBridgeError, RuntimeError):
     the same mistake, so existing ``except RuntimeError`` handlers keep working.
     Calls that were still queued when ``shutdown(cancel_futures=True)`` ran also
     fail with it.
+
+    Example:
+        ```python
+        from asyncbridge import ExecutorShutdownError, ThreadExecutor
+
+        executor = ThreadExecutor()
+        await executor.aclose()
+        try:
+            await executor.run(print, "never printed")
+        except ExecutorShutdownError as error:  # or except RuntimeError
+            message = str(error)
+        print(message)
+        ```
     """
 
 
@@ -50,6 +77,20 @@ class WorkerCrashedError(AsyncBridgeError, BrokenProcessPool):
         exitcode: its exit code as :attr:`multiprocessing.Process.exitcode`
             reports it: negative for a signal (``-9`` for SIGKILL), ``None`` if
             unknown.
+
+    Example:
+        ```python
+        import os
+        from asyncbridge import ProcessExecutor, WorkerCrashedError
+
+        async with ProcessExecutor(max_workers=1) as executor:
+            try:
+                await executor.run(os._exit, 3)  # the worker dies mid-call
+            except WorkerCrashedError as error:
+                crash = error
+            assert (crash.exitcode, crash.signal) == (3, None)
+            assert await executor.run(abs, -1) == 1  # a new worker takes the next call
+        ```
     """
 
     def __init__(self, message: str, *, pid: int | None = None, exitcode: int | None = None) -> None:
@@ -70,9 +111,36 @@ class WorkerStartError(AsyncBridgeError, RuntimeError):
 
     The pool stops respawning and fails calls at once with this error (its
     ``__cause__`` tells why the last start failed) until a start succeeds.
+
+    Example:
+        ```python
+        import os
+        from asyncbridge import ProcessExecutor, WorkerStartError
+
+        with ProcessExecutor(1, initializer=os._exit, initargs=(5,)) as executor:  # workers die at start
+            try:
+                executor.submit(abs, -1).result()
+            except WorkerStartError as error:
+                message = str(error)
+        print(message)  # worker processes failed to start 3 times in a row; ... exited with code 5 ...
+        ```
     """
 
 
 class BlockingCallError(AsyncBridgeError):
     """Raised by the :class:`BlockingDetector` strict mode, when set to raise,
-    for a known blocking call made on an event loop thread."""
+    for a known blocking call made on an event loop thread.
+
+    Example:
+        ```python
+        import time
+        from asyncbridge import BlockingCallError, BlockingDetector
+
+        async with BlockingDetector(strict="raise"):
+            try:
+                time.sleep(0.01)  # a known blocking call, on the event loop's thread
+            except BlockingCallError as error:
+                message = str(error)
+        print(message)
+        ```
+    """

@@ -28,6 +28,16 @@ class CapacityLimiterStatistics:
         total_tokens: how many holders it allows at once.
         borrowed_tokens: how many hold a token now (running calls, for ``limit=``).
         tasks_waiting: tasks waiting for a token, on every event loop.
+
+    Example:
+        ```python
+        from asyncbridge import CapacityLimiter
+
+        limiter = CapacityLimiter(4)
+        async with limiter:
+            stats = limiter.statistics()
+        assert (stats.total_tokens, stats.borrowed_tokens, stats.tasks_waiting) == (4, 1, 0)
+        ```
     """
 
     total_tokens: int
@@ -70,17 +80,7 @@ class CapacityLimiter:
     """At most ``total_tokens`` holders at once, across every event loop and thread; first come, first served.
 
     What ``async_wrap(limit=N)`` uses, made public so that several functions
-    can share one limit and a saturated limit can be seen::
-
-        database = asyncbridge.CapacityLimiter(4)
-
-        @async_wrap(limit=database)
-        def read_order(order_id: int) -> Order: ...
-
-        @async_wrap(limit=database)
-        def write_order(order: Order) -> None: ...
-
-        database.statistics()  # CapacityLimiterStatistics(total_tokens=4, borrowed_tokens=4, tasks_waiting=9)
+    can share one limit and a saturated limit can be seen.
 
     Unlike ``anyio.CapacityLimiter``, one instance serves tasks on any number
     of event loops (asyncio, uvloop and trio) in any threads at once, and a
@@ -93,6 +93,35 @@ class CapacityLimiter:
     Raises:
         TypeError: ``total_tokens`` is not an int.
         ValueError: ``total_tokens`` is below 1.
+
+    Example:
+        ```python
+        import anyio
+        from asyncbridge import CapacityLimiter, async_wrap
+
+        database = CapacityLimiter(2)  # at most 2 calls at once, shared by both functions
+
+
+        @async_wrap(limit=database)
+        def read_order(order_id: int) -> dict[str, int]:
+            return {"id": order_id}
+
+
+        @async_wrap(limit=database)
+        def write_order(order: dict[str, int]) -> None: ...
+
+
+        async with anyio.create_task_group() as tasks:
+            for order_id in range(10):
+                tasks.start_soon(read_order, order_id)
+                tasks.start_soon(write_order, {"id": order_id})
+        print(database.statistics())  # CapacityLimiterStatistics(total_tokens=2, borrowed_tokens=0, ...)
+
+        async with database:  # hold a token for a block
+            assert database.available_tokens == 1
+        await database.acquire()  # or by hand; release() works from any thread
+        database.release()
+        ```
     """
 
     __slots__ = ("__weakref__", "_available", "_handed", "_lock", "_total", "_waiters")

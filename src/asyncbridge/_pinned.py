@@ -127,13 +127,6 @@ class _ServerCall(Call):
 class pinned_thread:
     """Run every asyncbridge thread call of this scope on one thread of the executor, held for the scope.
 
-    ::
-
-        async with asyncbridge.pinned_thread():
-            await begin()      # @async_wrap functions: all on the same thread
-            await insert(row)
-            await commit()
-
     Inside the scope, the calls that this task makes through ``async_wrap``,
     ``to_thread`` and ``ThreadExecutor.run``/``submit`` on ``executor`` (the
     default executor if None), and those of tasks it starts inside the scope,
@@ -149,6 +142,22 @@ class pinned_thread:
     Raises:
         TypeError: ``executor`` is not a :class:`ThreadExecutor`.
         ExecutorShutdownError: the executor is shut down.
+
+    Example:
+        A sqlite3 connection may only be used on the thread that opened it:
+
+        ```python
+        import sqlite3
+        from asyncbridge import pinned_thread, to_thread
+
+        async with pinned_thread() as scope:
+            db = await to_thread(sqlite3.connect, ":memory:")
+            await to_thread(db.execute, "create table t (x)")  # same thread, every call
+            await to_thread(db.execute, "insert into t values (1)")
+            assert await to_thread(lambda: db.execute("select x from t").fetchall()) == [(1,)]
+            await to_thread(db.close)
+            print(scope.thread_name)  # asyncbridge-default-...
+        ```
     """
 
     def __init__(self, executor: ThreadExecutor | None = None) -> None:

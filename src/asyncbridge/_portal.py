@@ -66,17 +66,8 @@ def sync_wrap(
     """Turn an async function into a sync one that runs it on an event loop and waits.
 
     Usable bare (``@sync_wrap``) or called (``@sync_wrap()``,
-    ``@sync_wrap(backend="trio")``)::
-
-        @sync_wrap
-        async def fetch(url: str) -> bytes:
-            async with client.stream("GET", url) as r:
-                return await r.aread()
-
-        def legacy_handler() -> None:   # sync code, e.g. run through async_wrap
-            body = fetch("https://example.org")
-
-    The equivalent plain code is ``anyio.from_thread.run(fetch, url)`` in a
+    ``@sync_wrap(backend="trio")``). The equivalent plain code is
+    ``anyio.from_thread.run(fetch, url)`` in a
     worker thread, or ``asyncio.run(fetch(url))`` elsewhere, minus their
     traps. Called from a worker thread that asyncbridge started for an event
     loop, the coroutine runs on that loop; called from a thread with no loop,
@@ -102,6 +93,44 @@ def sync_wrap(
         RuntimeError: called on an event loop's own thread, where waiting would
             deadlock: ``await`` the async function there instead.
         BaseException: whatever the coroutine raised, unchanged.
+
+    Example:
+        Sync code in a worker thread calls back into the event loop that awaits it:
+
+        ```python
+        import anyio
+        from asyncbridge import async_wrap, sync_wrap
+
+
+        @sync_wrap
+        async def fetch(key: str) -> str:
+            await anyio.sleep(0.01)  # async I/O, an HTTP client say
+            return key.upper()
+
+
+        @async_wrap
+        def legacy_handler(keys: list[str]) -> list[str]:  # sync code, in a worker thread
+            return [fetch(key) for key in keys]  # each fetch runs on the awaiting loop
+
+
+        assert await legacy_handler(["a", "b"]) == ["A", "B"]
+        ```
+
+        From a plain script, with no event loop, on a background loop:
+
+        ```python
+        import anyio
+        from asyncbridge import sync_wrap
+
+
+        @sync_wrap
+        async def fetch(key: str) -> str:
+            await anyio.sleep(0.01)
+            return key.upper()
+
+
+        assert fetch("a") == "A"
+        ```
     """
 
     if backend not in ("asyncio", "trio"):

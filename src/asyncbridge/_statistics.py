@@ -23,6 +23,16 @@ class ExecutorStatistics:
         failed: of those, the calls that raised.
         total_wait_time: seconds calls spent queued for a worker, summed.
         max_wait_time: the longest any call waited for a worker, in seconds.
+
+    Example:
+        ```python
+        from asyncbridge import ThreadExecutor
+
+        with ThreadExecutor(max_workers=2) as executor:
+            executor.submit(pow, 2, 3).result()
+            stats = executor.statistics()
+        assert (stats.max_workers, stats.completed, stats.failed, stats.queued) == (2, 1, 0, 0)
+        ```
     """
 
     max_workers: int

@@ -52,6 +52,16 @@ T = TypeVar("T")
 _monotonic = time.monotonic
 
 DEFAULT_MAX_THREADS = 40  # same as anyio, trio and Starlette; not tuned
+"""The size of the default thread executor, unless ``ASYNCBRIDGE_MAX_THREADS`` says otherwise.
+
+Example:
+    ```python
+    from asyncbridge import DEFAULT_MAX_THREADS, ThreadExecutor
+
+    with ThreadExecutor(max_workers=2 * DEFAULT_MAX_THREADS) as executor:
+        assert executor.max_workers == 80
+    ```
+"""
 DEFAULT_IDLE_TIMEOUT = 10.0  # seconds; trio and anyio use 10 too
 MAX_THREADS_ENV = "ASYNCBRIDGE_MAX_THREADS"
 
@@ -98,11 +108,9 @@ class ThreadExecutor(ExecutorBase, cf.ThreadPoolExecutor):
     including ``loop.set_default_executor(ThreadExecutor(...))``, which makes
     ``asyncio.to_thread`` and ``run_in_executor(None, ...)`` use it; it adds
     ``await executor.run(fn, *args)``, which is what
-    :func:`asyncbridge.async_wrap` uses. Equivalent plain code::
-
-        loop.run_in_executor(ThreadPoolExecutor(max_workers), functools.partial(fn, *args))
-
-    but faster, with context variables copied in, and usable from several
+    :func:`asyncbridge.async_wrap` uses. The equivalent plain code is
+    ``loop.run_in_executor(ThreadPoolExecutor(max_workers), functools.partial(fn, *args))``,
+    but this is faster, with context variables copied in, and usable from several
     event loops (and trio) at once.
 
     Threads start on demand, never more than ``max_workers`` at once, and exit
@@ -120,6 +128,29 @@ class ThreadExecutor(ExecutorBase, cf.ThreadPoolExecutor):
     Raises:
         TypeError: ``max_workers`` is not an int, or ``idle_timeout`` neither a number nor None.
         ValueError: ``max_workers`` is below 1, or ``idle_timeout`` zero, negative or NaN.
+
+    Example:
+        Await blocking calls from any event loop; ``async with`` shuts the pool down:
+
+        ```python
+        from asyncbridge import ThreadExecutor
+
+        async with ThreadExecutor(max_workers=4, name="db") as executor:
+            assert await executor.run(sum, [1, 2, 3]) == 6
+            future = executor.submit(pow, 2, 10)  # a concurrent.futures.Future
+            assert await executor.run(future.result) == 1024
+            assert executor.statistics().max_workers == 4
+        ```
+
+        From sync code, it is a ``ThreadPoolExecutor``:
+
+        ```python
+        from asyncbridge import ThreadExecutor
+
+        executor = ThreadExecutor(max_workers=2)
+        assert list(executor.map(len, ["a", "bb"])) == [1, 2]
+        executor.shutdown()
+        ```
     """
 
     def __init__(
@@ -550,6 +581,14 @@ def get_default_executor() -> ThreadExecutor:
     Raises:
         ValueError: ``ASYNCBRIDGE_MAX_THREADS`` is set to something other than a
             whole number of at least 1.
+
+    Example:
+        ```python
+        from asyncbridge import get_default_executor, to_thread
+
+        await to_thread(print, "hello")  # runs on the default executor
+        print(get_default_executor().statistics())  # ExecutorStatistics(max_workers=40, ...)
+        ```
     """
     global _default
     executor = _default
@@ -580,6 +619,14 @@ def set_default_executor(executor: ThreadExecutor) -> ThreadExecutor | None:
 
     Raises:
         TypeError: ``executor`` is not a :class:`ThreadExecutor`.
+
+    Example:
+        ```python
+        from asyncbridge import ThreadExecutor, get_default_executor, set_default_executor
+
+        set_default_executor(ThreadExecutor(100))  # at startup, before any call
+        assert get_default_executor().max_workers == 100
+        ```
     """
     global _default
     if not isinstance(executor, ThreadExecutor):

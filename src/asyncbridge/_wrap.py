@@ -7,6 +7,7 @@ import concurrent.futures as cf
 import functools
 import inspect
 import threading
+import weakref
 from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Iterator
 from contextvars import Context, copy_context
 from typing import Any, Protocol, TypeVar, cast, overload
@@ -22,7 +23,7 @@ from ._executor import ONE_OFF_THREADS, adapt_executor
 from ._limit import CapacityLimiter
 from ._threads import get_default_executor
 
-__all__ = ["async_wrap", "to_thread"]
+__all__ = ["async_wrap", "limiter_of", "to_thread"]
 
 _CancelledError = asyncio.CancelledError  # trio's Cancelled is handled inside its inbox
 
@@ -86,14 +87,9 @@ def async_wrap(
 ) -> Any:
     """Turn a sync function into an async one that runs it in an executor.
 
-    Usable bare (``@async_wrap``) or called (``@async_wrap(limit=4)``)::
-
-        @async_wrap
-        def read_config(path: str) -> dict[str, str]: ...
-
-        config = await read_config("app.toml")
-
-    is the same as ``await asyncio.to_thread(read_config, "app.toml")``, on
+    Usable bare (``@async_wrap``) or called (``@async_wrap(limit=4)``).
+    Awaiting the wrapped ``read_config("app.toml")`` is the same as
+    ``await asyncio.to_thread(read_config, "app.toml")``, on
     asyncio, uvloop and trio alike, with the signature, name and docstring of
     the original kept (``__wrapped__`` points to it). The result is returned,
     or the exception the function raised is re-raised unchanged. Context
@@ -115,8 +111,9 @@ def async_wrap(
             place until its function really returns. An int makes a limit of
             the function's own; a :class:`CapacityLimiter` is shared with
             every function given it. Either way the wrapped function's
-            ``limiter`` attribute is the limiter (None without a limit), whose
-            ``statistics()`` show the calls waiting for it.
+            limiter is :func:`limiter_of` it (None without a limit), whose
+            ``statistics()`` show the calls waiting for it; it is also the
+            function's ``limiter`` attribute, which type checkers cannot see.
         timeout: seconds after which a call fails with :class:`TimeoutError`,
             waiting for a ``limit`` slot included; the same as wrapping the
             await in ``anyio.fail_after(timeout)``, with a message naming
@@ -138,6 +135,27 @@ def async_wrap(
         TypeError: ``fn`` is a coroutine function, an async generator function
             or not callable; or an argument has the wrong type.
         ValueError: ``limit`` is below 1 or ``timeout`` not positive.
+
+    Example:
+        ```python
+        import threading
+        from asyncbridge import async_wrap
+
+
+        @async_wrap
+        def read_config(path: str) -> dict[str, str]:  # blocking I/O, run in a worker thread
+            return {"path": path, "thread": threading.current_thread().name}
+
+
+        @async_wrap(limit=2, timeout=10)  # at most 2 at once; fail after 10 s
+        def checksum(data: bytes) -> int:
+            return sum(data) % 256
+
+
+        config = await read_config("app.toml")
+        assert config["thread"] != threading.current_thread().name
+        assert await checksum(b"abc") == 38
+        ```
     """
     adapter = adapt_executor(executor)
     limiter = _make_limiter(limit)
@@ -164,6 +182,15 @@ async def to_thread(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) ->
 
     Raises:
         BaseException: whatever ``fn`` raised, unchanged.
+
+    Example:
+        ```python
+        import time
+        from asyncbridge import to_thread
+
+        await to_thread(time.sleep, 0.01)  # the event loop runs other tasks meanwhile
+        assert await to_thread(sorted, [3, 1, 2], reverse=True) == [3, 2, 1]
+        ```
     """
     call = Call(fn, args, kwargs, copy_context(), get_default_executor())
     inbox = current_inbox()
@@ -274,7 +301,7 @@ def _wrap_function(
                 raise _timed_out(fn, timeout)
 
     wrapped = functools.wraps(fn)(wrapper)
-    wrapped.limiter = limiter  # type: ignore[attr-defined]
+    _remember_limiter(wrapped, limiter)
     return wrapped
 
 
@@ -368,8 +395,65 @@ def _wrap_generator(
                         raise
 
     wrapped_gen = functools.wraps(fn)(wrapper)
-    wrapped_gen.limiter = limiter  # type: ignore[attr-defined]
+    _remember_limiter(wrapped_gen, limiter)
     return wrapped_gen
+
+
+# -- the limiter of a wrapped function -------------------------------------------------
+
+# Every function async_wrap made, with its limiter: weak, so a wrapped function can be collected.
+_LIMITERS: weakref.WeakKeyDictionary[Callable[..., Any], CapacityLimiter | None] = weakref.WeakKeyDictionary()
+
+
+def _remember_limiter(wrapped: Callable[..., Any], limiter: CapacityLimiter | None) -> None:
+    wrapped.limiter = limiter  # type: ignore[attr-defined]  # for the REPL; limiter_of is the typed way
+    _LIMITERS[wrapped] = limiter
+
+
+def limiter_of(fn: Callable[..., Any]) -> CapacityLimiter | None:
+    """The :class:`CapacityLimiter` bounding a function made by :func:`async_wrap`, or None without ``limit=``.
+
+    With ``limit=N`` the function has a limiter of its own; this is how to see
+    it, typed (the ``limiter`` attribute holds the same object, but a type
+    checker cannot know a decorated function has it). Methods work bound or
+    not (``limiter_of(service.load)``), and so do functions wrapped again by
+    decorators that use :func:`functools.wraps`.
+
+    Raises:
+        TypeError: ``fn`` was not made by :func:`async_wrap`.
+
+    Example:
+        ```python
+        from asyncbridge import async_wrap, limiter_of
+
+
+        @async_wrap(limit=4)
+        def load_user(user_id: int) -> dict[str, str]:
+            return {"id": str(user_id)}
+
+
+        limiter = limiter_of(load_user)
+        assert limiter is not None  # None: the function has no limit=
+        stats = limiter.statistics()
+        if stats.tasks_waiting:
+            print(f"{stats.tasks_waiting} calls wait for load_user's limit of {stats.total_tokens}")
+        assert stats.total_tokens == 4
+        ```
+    """
+    seen: Any = fn
+    for _ in range(100):  # a __wrapped__ chain that loops must not hang
+        seen = getattr(seen, "__func__", seen)  # bound methods, classmethod and staticmethod objects
+        try:
+            return _LIMITERS[seen]
+        except (KeyError, TypeError):  # not ours, or not weakly referable
+            pass
+        seen = getattr(seen, "__wrapped__", None)
+        if seen is None:
+            break
+    raise TypeError(
+        f"limiter_of() expects a function made by async_wrap(), got {_describe(fn)}; "
+        "wrap it with @async_wrap(limit=...) first, or pass the CapacityLimiter you gave it"
+    )
 
 
 # -- argument checks ----------------------------------------------------------------

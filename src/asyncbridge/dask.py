@@ -59,6 +59,16 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 DEFAULT_CONNECT_TIMEOUT = 30.0  # seconds; Dask's own default for a client's first connection
+"""Seconds a :class:`DaskExecutor` waits for the scheduler when it connects, unless told otherwise.
+
+Example:
+    ```python
+    from asyncbridge.dask import DEFAULT_CONNECT_TIMEOUT, DaskExecutor
+
+    executor = DaskExecutor("tcp://scheduler:8786", connect_timeout=2 * DEFAULT_CONNECT_TIMEOUT)
+    executor.shutdown()  # it had not connected yet: that happens on the first call
+    ```
+"""
 CLOSE_TIMEOUT = 30.0  # seconds an owned client may take to close on shutdown
 
 # Connection states of an executor made from an address (or a cluster object).
@@ -107,15 +117,7 @@ class DaskExecutor(ExecutorBase):
     """Run awaited calls on a Dask cluster, from asyncio, uvloop or trio.
 
     Move a CPU-bound function from one machine to a cluster by changing only
-    the executor::
-
-        executor = DaskExecutor("tcp://scheduler:8786")
-
-        @async_wrap(executor=executor)
-        def simulate(params: Params) -> Result: ...
-
-        result = await simulate(params)
-
+    the executor: ``@async_wrap(executor=DaskExecutor("tcp://scheduler:8786"))``.
     It is a :class:`concurrent.futures.Executor` too (``submit``, ``map``,
     ``shutdown``, ``with``), and ``async with``/``aclose()`` shut it down
     without blocking the event loop.
@@ -163,6 +165,43 @@ class DaskExecutor(ExecutorBase):
             resource amount, an empty address, a client that is not running
             (closed, or asynchronous and not awaited yet), or
             ``connect_timeout`` not a positive number of seconds.
+
+    Example:
+        A cluster of threads in this process stands in for ``"tcp://scheduler:8786"``:
+
+        ```python
+        import distributed
+        from asyncbridge import async_wrap, to_thread
+        from asyncbridge.dask import DaskExecutor
+
+        cluster = await to_thread(distributed.LocalCluster, processes=False, n_workers=1, dashboard_address=None)
+        executor = DaskExecutor(cluster)
+
+
+        @async_wrap(executor=executor)
+        def simulate(steps: int) -> int:  # CPU-bound: runs on a Dask worker
+            return sum(i * i for i in range(steps))
+
+
+        assert await simulate(1000) == 332833500
+        assert await executor.run(pow, 2, 10) == 1024
+        print(executor.statistics())  # ExecutorStatistics(max_workers=..., completed=2, ...)
+        await executor.aclose()
+        await to_thread(cluster.close)
+        ```
+
+        From sync code, it is a ``concurrent.futures.Executor``:
+
+        ```python
+        import distributed
+        from asyncbridge.dask import DaskExecutor
+
+        with distributed.LocalCluster(processes=False, n_workers=1, dashboard_address=None) as cluster:
+            executor = DaskExecutor(cluster)
+            assert executor.submit(pow, 2, 10).result() == 1024
+            assert list(executor.map(abs, [-1, -2])) == [1, 2]
+            executor.shutdown()
+        ```
     """
 
     def __init__(

@@ -42,7 +42,19 @@ __all__ = ["PinnedThreadMiddleware", "close_thread_connections"]
 
 
 def close_thread_connections() -> None:
-    """Close the database connections of the calling thread (Django keeps them per thread)."""
+    """Close the database connections of the calling thread (Django keeps them per thread).
+
+    Example:
+        ```python
+        from django.db import connection
+        from asyncbridge.django import close_thread_connections
+
+        with connection.cursor() as cursor:  # opens this thread's connection
+            cursor.execute("select 1")
+        close_thread_connections()  # what the middleware does on the request's thread at its end
+        assert connection.connection is None
+        ```
+    """
     connections.close_all()
 
 
@@ -51,6 +63,24 @@ class PinnedThreadMiddleware:
 
     Subclass it and set ``executor`` to use a :class:`~asyncbridge.ThreadExecutor`
     of your own instead of the default one.
+
+    Example:
+        In ``settings.py``, ``MIDDLEWARE = ["asyncbridge.django.PinnedThreadMiddleware", ...]``;
+        Django then wraps each request as this does:
+
+        ```python
+        import threading
+        from asyncbridge import to_thread
+        from asyncbridge.django import PinnedThreadMiddleware
+
+
+        async def view(request):  # an async view whose ORM calls run in threads
+            return {await to_thread(threading.get_ident) for _ in range(3)}
+
+
+        handler = PinnedThreadMiddleware(view)
+        assert len(await handler(request=None)) == 1  # every call of the request ran on one thread
+        ```
     """
 
     sync_capable = False

@@ -292,6 +292,21 @@ def blocking_detector(request: pytest.FixtureRequest) -> BlockingDetector:
     The test fails at the end if ``blocking_detector.events`` is not empty:
     clear it (``blocking_detector.events.clear()``) after checking events you
     expected. Configure it with the ``blocking_detector`` marker.
+
+    Example:
+        ```python
+        import time
+        import pytest
+
+
+        @pytest.mark.anyio
+        @pytest.mark.blocking_detector(threshold=0.05)
+        async def test_the_block_is_seen(blocking_detector):
+            time.sleep(0.15)  # the block the test expects
+            await blocking_detector.checkpoint()
+            assert len(blocking_detector.events) == 1
+            blocking_detector.events.clear()  # expected: the test passes
+        ```
     """
     detector = _item_detector(request.node, requested=True)
     if detector is None:  # turned off by the marker: still hand out an idle detector

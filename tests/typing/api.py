@@ -9,10 +9,12 @@ from typing import Any
 from typing_extensions import assert_type
 
 from asyncbridge import (
+    CapacityLimiter,
     ExecutorStatistics,
     ProcessExecutor,
     ThreadExecutor,
     async_wrap,
+    limiter_of,
     sync_wrap,
     to_process,
     to_thread,
@@ -84,6 +86,8 @@ async def uses() -> None:
     assert_type(await bare(1), str)
     assert_type(await called(3), bytes)
     assert_type(await with_options(2, 1.5), float)
+    assert_type(limiter_of(with_options), CapacityLimiter | None)
+    assert_type(limiter_of(Service().method), CapacityLimiter | None)
     assert_type(numbers(3), AsyncGenerator[int, None])
     assert_type(counted(3), AsyncGenerator[str, int])
     async for n in numbers(3):

@@ -114,10 +114,8 @@ class ProcessExecutor(ExecutorBase):
     It is a :class:`concurrent.futures.Executor` (``submit``, ``map``,
     ``shutdown``, ``with``), a drop-in for ``ProcessPoolExecutor``, and adds
     ``await executor.run(fn, *args)``, which :func:`asyncbridge.async_wrap` uses
-    with ``async_wrap(executor=ProcessExecutor())``. Equivalent plain code::
-
-        await loop.run_in_executor(ProcessPoolExecutor(max_workers), functools.partial(fn, *args))
-
+    with ``async_wrap(executor=ProcessExecutor())``. The equivalent plain code is
+    ``await loop.run_in_executor(ProcessPoolExecutor(max_workers), functools.partial(fn, *args))``,
     except that here:
 
     - a worker that dies mid-call (killed, ``os._exit``, a segfault) fails only
@@ -170,6 +168,31 @@ class ProcessExecutor(ExecutorBase):
             ``idle_timeout`` zero, negative or NaN, or ``start_timeout`` not
             a positive, finite number.
         NotImplementedError: on Windows, not supported yet.
+
+    Example:
+        Await CPU-bound calls from any event loop; ``async with`` shuts the pool down:
+
+        ```python
+        import math
+        from asyncbridge import ProcessExecutor
+
+        async with ProcessExecutor(max_workers=2) as executor:
+            await executor.warm_up()  # start both workers before the first call
+            assert await executor.run(math.factorial, 20) == 2432902008176640000
+            print(executor.statistics())  # ExecutorStatistics(max_workers=2, workers=2, ...)
+        ```
+
+        From sync code, it is a ``ProcessPoolExecutor``:
+
+        ```python
+        import math
+        from asyncbridge import ProcessExecutor
+
+        executor = ProcessExecutor(max_workers=2)
+        assert executor.submit(math.factorial, 5).result() == 120
+        assert list(executor.map(math.isqrt, [4, 9, 16], chunksize=2)) == [2, 3, 4]
+        executor.shutdown()
+        ```
     """
 
     def __init__(
@@ -415,6 +438,15 @@ def get_default_process_executor() -> ProcessExecutor:
     Raises:
         ValueError: ``ASYNCBRIDGE_MAX_PROCESSES`` is set to something other than a
             whole number of at least 1.
+
+    Example:
+        In your app's startup, so that the first :func:`to_process` call does not wait for a start:
+
+        ```python
+        from asyncbridge import get_default_process_executor
+
+        await get_default_process_executor().warm_up(1)
+        ```
     """
     global _default
     executor = _default
@@ -445,6 +477,14 @@ def set_default_process_executor(executor: ProcessExecutor) -> ProcessExecutor |
 
     Raises:
         TypeError: ``executor`` is not a :class:`ProcessExecutor`.
+
+    Example:
+        ```python
+        from asyncbridge import ProcessExecutor, set_default_process_executor, to_process
+
+        set_default_process_executor(ProcessExecutor(max_workers=2))  # at startup
+        assert await to_process(abs, -3) == 3  # runs in one of its workers
+        ```
     """
     global _default
     if not isinstance(executor, ProcessExecutor):
@@ -461,11 +501,7 @@ async def to_process(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -
     """Run ``fn(*args, **kwargs)`` in a worker process and return its result.
 
     The one-off form of :class:`ProcessExecutor`, like ``anyio.to_process.run_sync``
-    but with keyword arguments::
-
-        digest = await to_process(hash_file, path, algorithm="sha256")
-
-    It uses the default process executor (:func:`get_default_process_executor`):
+    but with keyword arguments. It uses the default process executor (:func:`get_default_process_executor`):
     one worker per usable CPU unless set otherwise, created on first use and
     shut down at interpreter exit. Cancelling the await kills the
     worker running the call.
@@ -477,6 +513,15 @@ async def to_process(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -
         WorkerStartError: worker processes keep failing to start.
         BaseException: whatever ``fn`` raised, with the worker's traceback as
             its ``__cause__``.
+
+    Example:
+        ```python
+        import math
+        from asyncbridge import to_process
+
+        assert await to_process(math.factorial, 20) == 2432902008176640000
+        assert await to_process(int, "ff", base=16) == 255  # keyword arguments too
+        ```
     """
     executor = get_default_process_executor()
     call = Call(fn, args, kwargs, None, executor)
