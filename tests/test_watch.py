@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import re
 import signal
@@ -462,36 +463,23 @@ def _free_port() -> int:
         return port
 
 
-@pytest.mark.parametrize(
-    ("mode", "signum"),
-    [
-        (["--workers", "2"], signal.SIGINT),
-        (["--workers", "2"], signal.SIGTERM),
-        (["--reload"], signal.SIGINT),
-        (["--reload"], signal.SIGTERM),
-    ],
-    ids=["workers-SIGINT", "workers-SIGTERM", "reload-SIGINT", "reload-SIGTERM"],
-)
-def test_uvicorn_workers_blocks_are_reported_with_the_workers_pid(
-    tmp_path: Path, mode: list[str], signum: signal.Signals
-) -> None:
-    """uvicorn --workers 2 / --reload serve from child processes: their blocks reach watch's summary, by pid.
+def serve_under_watch(tmp_path: Path, server: list[str], port: int, signum: signal.Signals) -> tuple[int, str, int]:
+    """Run ``watch -- SERVER`` on tmp_path/app.py, get /block 4 times, end it with SIGNUM; its code, stderr and pid.
 
-    Ended as a service manager ends it (SIGTERM) or as Ctrl-C does (SIGINT), sent to watch alone:
-    uvicorn stops its workers, and the blocks they saw are in the summary.
+    The signal goes to watch alone, as a service manager or Ctrl-C sends it: the
+    server must stop its own workers. Whatever happens, the whole process group
+    is killed at the end, so that no server outlives the test.
     """
     import os
 
     import httpx
 
     (tmp_path / "app.py").write_text(APP)
-    port = _free_port()
-    command = [sys.executable, "-m", "asyncbridge", "watch", "--threshold", "0.05", "--format", "json", "--"]
-    command += ["-m", "uvicorn", "--app-dir", str(tmp_path), "app:app", "--host", "127.0.0.1", "--port", str(port)]
+    command = [sys.executable, "-m", "asyncbridge", "watch", "--threshold", "0.05", "--format", "json", "--", *server]
     stderr_path = tmp_path / "stderr.txt"
     with stderr_path.open("w") as stderr_file:
         process = subprocess.Popen(
-            command + mode, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=stderr_file, start_new_session=True
+            command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=stderr_file, start_new_session=True
         )
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
@@ -513,8 +501,13 @@ def test_uvicorn_workers_blocks_are_reported_with_the_workers_pid(
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(10)
-    stderr = stderr_path.read_text()
-    assert process.returncode == 0, stderr
+            with contextlib.suppress(ProcessLookupError):  # a worker left behind by a server that died
+                os.killpg(process.pid, signal.SIGKILL)
+    return process.returncode, stderr_path.read_text(), process.pid
+
+
+def blocking_site(tmp_path: Path, stderr: str) -> tuple[dict[str, Any], dict[int, Any]]:
+    """The summary's one site in app.py's endpoint, checked to name its line; and the processes, by pid."""
     data: Any = last_json(stderr)
     processes = {p["pid"]: p for p in data["processes"]}
     [site] = [s for s in data["sites"] if s["function"] == "block"]
@@ -524,8 +517,78 @@ def test_uvicorn_workers_blocks_are_reported_with_the_workers_pid(
         "time.sleep(0.3)  # the line watch must name",
     )
     assert site["count"] == 4
+    return site, processes
+
+
+@pytest.mark.parametrize(
+    ("mode", "signum"),
+    [
+        (["--workers", "2"], signal.SIGINT),
+        (["--workers", "2"], signal.SIGTERM),
+        (["--reload"], signal.SIGINT),
+        (["--reload"], signal.SIGTERM),
+    ],
+    ids=["workers-SIGINT", "workers-SIGTERM", "reload-SIGINT", "reload-SIGTERM"],
+)
+def test_uvicorn_workers_blocks_are_reported_with_the_workers_pid(
+    tmp_path: Path, mode: list[str], signum: signal.Signals
+) -> None:
+    """uvicorn --workers 2 / --reload serve from child processes: their blocks reach watch's summary, by pid.
+
+    Ended as a service manager ends it (SIGTERM) or as Ctrl-C does (SIGINT), sent to watch alone:
+    uvicorn stops its workers, and the blocks they saw are in the summary.
+    """
+    port = _free_port()
+    server = ["-m", "uvicorn", "--app-dir", str(tmp_path), "app:app", "--host", "127.0.0.1", "--port", str(port)]
+    code, stderr, watch_pid = serve_under_watch(tmp_path, server + mode, port, signum)
+    assert code == 0, stderr
+    site, processes = blocking_site(tmp_path, stderr)
     for pid in site["pids"]:  # served by the workers, never by the supervisor that watch runs
-        assert pid != process.pid
+        assert pid != watch_pid
+        assert processes[pid]["role"].startswith("SpawnProcess-")
+        assert processes[pid]["loops"] >= 1
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_gunicorn_uvicorn_workers_blocks_are_reported_with_the_workers_pid_and_title(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    """gunicorn -k UvicornWorker -w 2: its master runs in watch's process, its workers are fork children.
+
+    Their blocks reach the summary with the worker's pid, named by the title
+    gunicorn gives it (shown by ps when setproctitle is installed); the master
+    runs no event loop, and serves nothing.
+    """
+    pytest.importorskip("gunicorn")
+    pytest.importorskip("uvicorn_worker")
+    port = _free_port()
+    server = ["-m", "gunicorn", "-k", "uvicorn_worker.UvicornWorker", "-w", "2", "--no-control-socket"]
+    server += ["--chdir", str(tmp_path), "-b", f"127.0.0.1:{port}", "app:app"]
+    code, stderr, watch_pid = serve_under_watch(tmp_path, server, port, signum)
+    assert code == 0, stderr
+    site, processes = blocking_site(tmp_path, stderr)
+    assert processes[watch_pid]["role"] == "main"
+    assert processes[watch_pid]["loops"] == 0  # the master: it forks the workers, which serve
+    workers = [pid for pid, p in processes.items() if p["role"] == "gunicorn: worker [app:app]"]
+    assert len(workers) == 2, processes
+    assert site["pids"]
+    assert set(site["pids"]) <= set(workers)
+    for pid in workers:
+        assert processes[pid]["loops"] >= 1
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_hypercorn_workers_blocks_are_reported_with_the_workers_pid(tmp_path: Path, signum: signal.Signals) -> None:
+    """hypercorn --workers 2 serves from spawn children: their blocks reach the summary, by pid and role."""
+    pytest.importorskip("hypercorn")
+    port = _free_port()
+    server = ["-m", "hypercorn", "--workers", "2", "-b", f"127.0.0.1:{port}", "app:app"]
+    code, stderr, watch_pid = serve_under_watch(tmp_path, server, port, signum)
+    assert code == 0, stderr
+    site, processes = blocking_site(tmp_path, stderr)
+    assert processes[watch_pid]["loops"] == 0  # hypercorn's supervisor runs no loop: its workers do
+    for pid in site["pids"]:
+        assert pid != watch_pid
         assert processes[pid]["role"].startswith("SpawnProcess-")
         assert processes[pid]["loops"] >= 1
 
