@@ -12,13 +12,14 @@ How it follows the process tree: watch sets ``ASYNCBRIDGE_WATCH`` (its
 settings, as JSON, with a report directory) and puts a directory holding a
 ``sitecustomize.py`` first on ``PYTHONPATH``. Every Python process the program
 starts (``subprocess`` of ``sys.executable``, multiprocessing's spawn and
-forkserver children, uvicorn's ``--workers`` and ``--reload`` servers) imports
-it at startup, installs the same hooks, and appends what it sees to
-``<report directory>/<pid>.jsonl``, one self-contained JSON line per fact
-(process, loop, block), written as it happens: nothing is lost when a worker
-is killed or leaves through ``os._exit``. A fork child inherits the hooks of
-its parent and writes under its own pid. The watched process merges every
-file into one summary at exit. Nothing is injected into non-Python programs
+forkserver children, uvicorn's ``--workers`` and ``--reload`` servers,
+hypercorn's workers) imports it at startup, installs the same hooks, and
+appends what it sees to ``<report directory>/<pid>.jsonl``, one
+self-contained JSON line per fact (process, loop, block), written as it
+happens: nothing is lost when a worker is killed or leaves through
+``os._exit``. A fork child (gunicorn's workers) inherits the hooks of its
+parent and writes under its own pid. The watched process merges every file
+into one summary at exit. Nothing is injected into non-Python programs
 (the variable means nothing to them), nor with ``--no-children``.
 
 At exit, however it comes (the program returns, ``sys.exit``, an exception,
