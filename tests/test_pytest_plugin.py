@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import subprocess
 import sys
 
 import pytest
@@ -415,11 +417,6 @@ async def test_starved(hog):
 
 def run_in_own_session(suite: pytest.Pytester, *args: str) -> str:
     """Run pytest on the suite in a child process of its own session (scheduling group); its output."""
-    import os
-    import signal
-    import subprocess
-    import sys
-
     command = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", *args]
     process = subprocess.Popen(
         command, cwd=suite.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True

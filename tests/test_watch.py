@@ -692,7 +692,9 @@ def test_every_program_the_guide_embeds_is_run_here() -> None:
     """The examples/guides/watch_* programs docs/detector.md embeds exist, and a test of this file runs them."""
     embedded = re.findall(r'^[ \t]*--8<-- "examples/guides/(watch_\w+\.py)"$', GUIDE.read_text(), re.M)
     assert embedded == ["watch_app.py"]
-    assert (ROOT / "examples" / "guides" / "watch_app.py").is_file()
+    for program in embedded:
+        assert (ROOT / "examples" / "guides" / program).is_file()
+        assert f" {program.removesuffix('.py')}:app " in GUIDE_COMMAND  # served by the test below
 
 
 def test_the_guides_watch_output_is_what_watch_prints_for_its_example_app(tmp_path: Path) -> None:
