@@ -551,6 +551,14 @@ from asyncbridge import BlockingDetector
 def sleeper():
     time.sleep(0.5)  # a real block, on a CPU of its own by then
 
+# Busy from the line it is sent until its parent is gone, even killed.
+HOG = "import os, sys\\nparent = os.getppid()\\nsys.stdin.readline()\\nwhile os.getppid() == parent:\\n    pass\\n"
+
+def cruncher():
+    start = time.thread_time()
+    while time.thread_time() < start + 0.5:  # a real block too: 0.5 s of pure Python on the loop thread
+        pass
+
 async def spinner(until):
     while time.monotonic() < until:
         await anyio.sleep(0)
@@ -558,13 +566,20 @@ async def spinner(until):
 async def main():
     everywhere = os.sched_getaffinity(0)
     cpu = min(everywhere)
+    # Started (fork, exec, interpreter start-up) before the detector runs; idle until the starvation starts.
+    hog = subprocess.Popen([sys.executable, "-c", HOG], stdin=subprocess.PIPE)
     async with BlockingDetector(0.05) as detector:  # its watchdog thread is free to run on any CPU
         me = threading.get_native_id()
-        hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        await anyio.sleep(0)
+        cruncher()
+        await detector.checkpoint()
+        crunched = list(detector.events)
         try:
             os.sched_setaffinity(hog.pid, {cpu})
             os.sched_setaffinity(me, {cpu})  # the loop thread only: it shares one CPU with the hog
             os.setpriority(os.PRIO_PROCESS, me, 19)  # and yields it to the hog (nice 19 against 0)
+            hog.stdin.write(b"go\\n")
+            hog.stdin.flush()
             async with anyio.create_task_group() as group:
                 for _ in range(50):
                     group.start_soon(spinner, time.monotonic() + 1.5)
@@ -573,13 +588,21 @@ async def main():
             hog.wait()
             os.sched_setaffinity(me, everywhere)
         await detector.checkpoint()
-        starved = list(detector.events)
+        starved = detector.events[len(crunched):]
         sleeper()
         await detector.checkpoint()
-        blocked = detector.events[len(starved):]
+        blocked = detector.events[len(crunched) + len(starved):]
     print(json.dumps([[(e.cause, e.duration, e.cpu_wait, e.cpu_time, e.stack[-1].name) for e in events]
-                      for events in (starved, blocked)]))
+                      for events in (starved, blocked, crunched)]))
 
+# This process's session is its own scheduling group (the test starts it so): where allowed (root), put
+# that group first among the machine's others, so that their load neither starves the cruncher nor
+# feeds the loop thread the CPU its hog should take. Inside the group, nice still decides.
+try:
+    with open("/proc/self/autogroup", "w") as autogroup:
+        autogroup.write("-20")
+except OSError:
+    pass
 backend = sys.argv[1]
 anyio.run(main, backend="trio" if backend == "trio" else "asyncio",
           backend_options={"use_uvloop": True} if backend == "uvloop" else {})
@@ -597,7 +620,9 @@ def test_a_starved_loop_is_told_apart_from_a_blocked_one(backend: str, tmp_path:
     Real starvation, in a child process: its loop thread is pinned to one CPU
     with nice 19, next to a busy-looping process at nice 0 on the same CPU,
     while 50 tasks yield to each other. Its watchdog thread stays free to run
-    on the other CPUs. Then, the hog gone, the loop sleeps 0.5 s.
+    on the other CPUs. Then, the hog gone, the loop sleeps 0.5 s. Before all
+    that, a coroutine runs a pure-Python loop for 0.5 s of CPU: a block too,
+    with the loop thread running on a CPU most of the time.
     """
     (tmp_path / "starve.py").write_text(STARVE)
     result = subprocess.run(
@@ -606,14 +631,20 @@ def test_a_starved_loop_is_told_apart_from_a_blocked_one(backend: str, tmp_path:
         text=True,
         timeout=60,
         check=False,
+        start_new_session=True,  # a scheduling group of its own, where the kernel groups by session
     )
     assert result.returncode == 0, result.stderr
-    starved, blocked = json.loads(result.stdout)
+    starved, blocked, crunched = json.loads(result.stdout)
+    [(cause, duration, cpu_wait, cpu_time, function)] = crunched
+    assert (cause, function) == ("blocked", "cruncher"), crunched
+    assert duration >= 0.45
+    assert cpu_time >= duration / 2
+    assert cpu_wait < duration / 2
     assert starved, "a loop thread given about 1.5 % of a CPU for 1.5 s was never late"
     for cause, duration, cpu_wait, cpu_time, _ in starved:
         assert cause == "starved", starved
-        assert cpu_wait >= duration / 2
-        assert cpu_time < duration / 4
+        assert cpu_wait >= duration / 2, starved
+        assert cpu_time < duration / 4, starved
     [(cause, duration, cpu_wait, cpu_time, function)] = blocked
     assert (cause, function) == ("blocked", "sleeper")
     assert 0.4 <= duration <= 0.7

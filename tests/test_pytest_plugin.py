@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -352,3 +356,106 @@ def test_fail_on_starvation_fails_starved_tests_too(suite: pytest.Pytester, how:
     result = suite.runpytest("-v", "--blocking-threshold=0.05", *how)
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(["*event loop starved for 0.300 s*"])
+
+
+REAL_STARVATION_SUITE = """
+import os, subprocess, sys, threading, time
+import anyio
+import pytest
+
+# This process's session is its own scheduling group (the test starts it so): where allowed (root), put
+# that group first among the machine's others, so that their load neither starves the blocking test
+# nor feeds the starved one the CPU its hog should take. Inside the group, nice still decides.
+try:
+    with open("/proc/self/autogroup", "w") as autogroup:
+        autogroup.write("-20")
+except OSError:
+    pass
+
+HOG = "import os\\nparent = os.getppid()\\nwhile os.getppid() == parent:\\n    pass\\n"
+
+@pytest.fixture
+def hog():
+    # A busy process, killed after the test; busy only until its parent is gone, even killed.
+    process = subprocess.Popen([sys.executable, "-c", HOG])
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+
+async def spinner(until):
+    while time.monotonic() < until:
+        await anyio.sleep(0)
+
+@pytest.mark.anyio
+async def test_blocks():
+    time.sleep(0.3)
+
+@pytest.mark.anyio
+async def test_starved(hog):
+    # The loop thread alone is pinned to the hog's CPU, at nice 19 against its 0: ready to run, it
+    # waits for that CPU, while the detector's watchdog thread runs on the others.
+    everywhere = os.sched_getaffinity(0)
+    cpu = min(everywhere)
+    me = threading.get_native_id()
+    os.sched_setaffinity(hog.pid, {cpu})
+    os.sched_setaffinity(me, {cpu})
+    os.setpriority(os.PRIO_PROCESS, me, 19)
+    try:
+        async with anyio.create_task_group() as group:
+            for _ in range(50):
+                group.start_soon(spinner, time.monotonic() + 1.5)
+    finally:
+        os.sched_setaffinity(me, everywhere)
+        try:
+            os.setpriority(os.PRIO_PROCESS, me, 0)
+        except PermissionError:  # unprivileged: the next test of this backend runs at nice 19
+            pass
+"""
+
+
+def run_in_own_session(suite: pytest.Pytester, *args: str) -> str:
+    """Run pytest on the suite in a child process of its own session (scheduling group); its output."""
+    command = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", *args]
+    process = subprocess.Popen(
+        command, cwd=suite.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        output, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+    return output
+
+
+needs_schedstat = pytest.mark.skipif(
+    not (sys.platform == "linux" and hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2),
+    reason="needs Linux's per-thread scheduler statistics and two CPUs",
+)
+
+
+@needs_schedstat
+@pytest.mark.parametrize("suite", [list(BACKENDS)], indirect=True, ids=["all-backends"])
+def test_real_starvation_passes_and_a_real_block_fails(suite: pytest.Pytester) -> None:
+    """A test whose loop thread really waits for a CPU passes, listed as starved; one that sleeps fails.
+
+    The starved test pins its loop thread to one CPU at nice 19, beside a busy
+    process at nice 0 (killed after it), for 1.5 s; on every backend.
+    --blocking-fail-on-starvation fails it too, with the starvation reported.
+    """
+    suite.makepyfile(test_it=REAL_STARVATION_SUITE)
+    output = run_in_own_session(suite, "--blocking-threshold=0.05")
+    for backend in BACKENDS:
+        assert re.search(rf"test_it.py::test_blocks\[{backend}\] FAILED", output), output
+        assert re.search(rf"test_it.py::test_starved\[{backend}\] PASSED", output), output
+    assert "3 failed, 3 passed" in output, output
+    assert re.search(r"asyncbridge: the event loop was starved for CPU, not blocked, in 3 test\(s\)", output)
+    assert len(re.findall(r"event loop blocked for 0\.[2-9]\d\d s", output)) >= 3
+    output = run_in_own_session(suite, "--blocking-threshold=0.05", "--blocking-fail-on-starvation")
+    for backend in BACKENDS:
+        assert re.search(rf"test_it.py::test_starved\[{backend}\] FAILED", output), output
+    assert "6 failed" in output, output
+    starved = r"event loop starved for \d\.\d{3} s.*: its thread was ready to run but waited \d\.\d{3} s for a CPU"
+    assert re.search(starved, output), output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import re
 import signal
@@ -462,6 +463,72 @@ def _free_port() -> int:
         return port
 
 
+def serve_under_watch(
+    tmp_path: Path,
+    server: list[str],
+    port: int,
+    signum: signal.Signals,
+    *,
+    watch_args: tuple[str, ...] = ("--threshold", "0.05", "--format", "json"),
+    paths: tuple[str, ...] = ("/block",) * 4,
+    cwd: Path | None = None,
+) -> tuple[int, str, int]:
+    """Run ``watch WATCH_ARGS -- SERVER``, GET each of PATHS, end it with SIGNUM; its exit code, stderr and pid.
+
+    The server runs in CWD (tmp_path, where the tests write their app.py, by
+    default). The signal goes to watch alone, as a service manager or Ctrl-C
+    sends it: the server must stop its own workers. Whatever happens, the whole
+    process group is killed at the end, so that no server outlives the test.
+    """
+    import os
+
+    import httpx
+
+    command = [sys.executable, "-m", "asyncbridge", "watch", *watch_args, "--", *server]
+    stderr_path = tmp_path / "stderr.txt"
+    with stderr_path.open("w") as stderr_file:
+        process = subprocess.Popen(
+            command, cwd=cwd or tmp_path, stdout=subprocess.DEVNULL, stderr=stderr_file, start_new_session=True
+        )
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+                deadline = time.monotonic() + 60
+                while True:
+                    try:
+                        response = client.get(paths[0])
+                        break
+                    except httpx.TransportError:
+                        assert time.monotonic() < deadline, stderr_path.read_text()
+                        assert process.poll() is None, stderr_path.read_text()
+                        time.sleep(0.1)
+                response.raise_for_status()
+                for path in paths[1:]:
+                    client.get(path).raise_for_status()
+            process.send_signal(signum)
+            process.wait(timeout=60)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(10)
+            with contextlib.suppress(ProcessLookupError):  # a worker left behind by a server that died
+                os.killpg(process.pid, signal.SIGKILL)
+    return process.returncode, stderr_path.read_text(), process.pid
+
+
+def blocking_site(tmp_path: Path, stderr: str) -> tuple[dict[str, Any], dict[int, Any]]:
+    """The summary's one site in app.py's endpoint, checked to name its line; and the processes, by pid."""
+    data: Any = last_json(stderr)
+    processes = {p["pid"]: p for p in data["processes"]}
+    [site] = [s for s in data["sites"] if s["function"] == "block"]
+    assert (site["file"], site["line"], site["code"]) == (
+        str(tmp_path / "app.py"),
+        10,
+        "time.sleep(0.3)  # the line watch must name",
+    )
+    assert site["count"] == 4
+    return site, processes
+
+
 @pytest.mark.parametrize(
     ("mode", "signum"),
     [
@@ -480,52 +547,60 @@ def test_uvicorn_workers_blocks_are_reported_with_the_workers_pid(
     Ended as a service manager ends it (SIGTERM) or as Ctrl-C does (SIGINT), sent to watch alone:
     uvicorn stops its workers, and the blocks they saw are in the summary.
     """
-    import os
-
-    import httpx
-
-    (tmp_path / "app.py").write_text(APP)
     port = _free_port()
-    command = [sys.executable, "-m", "asyncbridge", "watch", "--threshold", "0.05", "--format", "json", "--"]
-    command += ["-m", "uvicorn", "--app-dir", str(tmp_path), "app:app", "--host", "127.0.0.1", "--port", str(port)]
-    stderr_path = tmp_path / "stderr.txt"
-    with stderr_path.open("w") as stderr_file:
-        process = subprocess.Popen(
-            command + mode, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=stderr_file, start_new_session=True
-        )
-        try:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-                deadline = time.monotonic() + 60
-                while True:
-                    try:
-                        response = client.get("/block")
-                        break
-                    except httpx.TransportError:
-                        assert time.monotonic() < deadline, stderr_path.read_text()
-                        assert process.poll() is None, stderr_path.read_text()
-                        time.sleep(0.1)
-                assert response.json() == {"ok": True}
-                for _ in range(3):
-                    client.get("/block").raise_for_status()
-            process.send_signal(signum)
-            process.wait(timeout=60)
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(10)
-    stderr = stderr_path.read_text()
-    assert process.returncode == 0, stderr
-    data: Any = last_json(stderr)
-    processes = {p["pid"]: p for p in data["processes"]}
-    [site] = [s for s in data["sites"] if s["function"] == "block"]
-    assert (site["file"], site["line"], site["code"]) == (
-        str(tmp_path / "app.py"),
-        10,
-        "time.sleep(0.3)  # the line watch must name",
-    )
-    assert site["count"] == 4
+    server = ["-m", "uvicorn", "--app-dir", str(tmp_path), "app:app", "--host", "127.0.0.1", "--port", str(port)]
+    (tmp_path / "app.py").write_text(APP)
+    code, stderr, watch_pid = serve_under_watch(tmp_path, server + mode, port, signum)
+    assert code == 0, stderr
+    site, processes = blocking_site(tmp_path, stderr)
     for pid in site["pids"]:  # served by the workers, never by the supervisor that watch runs
-        assert pid != process.pid
+        assert pid != watch_pid
+        assert processes[pid]["role"].startswith("SpawnProcess-")
+        assert processes[pid]["loops"] >= 1
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_gunicorn_uvicorn_workers_blocks_are_reported_with_the_workers_pid_and_title(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    """gunicorn -k UvicornWorker -w 2: its master runs in watch's process, its workers are fork children.
+
+    Their blocks reach the summary with the worker's pid, named by the title
+    gunicorn gives it (shown by ps when setproctitle is installed); the master
+    runs no event loop, and serves nothing.
+    """
+    pytest.importorskip("gunicorn")
+    pytest.importorskip("uvicorn_worker")
+    port = _free_port()
+    server = ["-m", "gunicorn", "-k", "uvicorn_worker.UvicornWorker", "-w", "2", "--no-control-socket"]
+    server += ["--chdir", str(tmp_path), "-b", f"127.0.0.1:{port}", "app:app"]
+    (tmp_path / "app.py").write_text(APP)
+    code, stderr, watch_pid = serve_under_watch(tmp_path, server, port, signum)
+    assert code == 0, stderr
+    site, processes = blocking_site(tmp_path, stderr)
+    assert processes[watch_pid]["role"] == "main"
+    assert processes[watch_pid]["loops"] == 0  # the master: it forks the workers, which serve
+    workers = [pid for pid, p in processes.items() if p["role"] == "gunicorn: worker [app:app]"]
+    assert len(workers) == 2, processes
+    assert site["pids"]
+    assert set(site["pids"]) <= set(workers)
+    for pid in workers:
+        assert processes[pid]["loops"] >= 1
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_hypercorn_workers_blocks_are_reported_with_the_workers_pid(tmp_path: Path, signum: signal.Signals) -> None:
+    """hypercorn --workers 2 serves from spawn children: their blocks reach the summary, by pid and role."""
+    pytest.importorskip("hypercorn")
+    port = _free_port()
+    server = ["-m", "hypercorn", "--workers", "2", "-b", f"127.0.0.1:{port}", "app:app"]
+    (tmp_path / "app.py").write_text(APP)
+    code, stderr, watch_pid = serve_under_watch(tmp_path, server, port, signum)
+    assert code == 0, stderr
+    site, processes = blocking_site(tmp_path, stderr)
+    assert processes[watch_pid]["loops"] == 0  # hypercorn's supervisor runs no loop: its workers do
+    for pid in site["pids"]:
+        assert pid != watch_pid
         assert processes[pid]["role"].startswith("SpawnProcess-")
         assert processes[pid]["loops"] >= 1
 
@@ -582,3 +657,68 @@ def test_a_child_that_cannot_import_asyncbridge_uses_the_watchers(tmp_path: Path
     assert result.returncode == 0, result.stderr
     data: Any = last_json(result.stderr)
     assert [site["function"] for site in data["sites"]] == ["cut"]
+
+
+# -- the guide's example, docs/detector.md ------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+GUIDE = ROOT / "docs" / "detector.md"
+GUIDE_COMMAND = (
+    "python -m asyncbridge watch --threshold 0.05 -- -m uvicorn --app-dir examples/guides watch_app:app --workers 2"
+)
+
+
+def stable_summary(text: str) -> list[str]:
+    """The text summary's lines, from its first line on, without what changes from run to run.
+
+    Durations, counts of events, pids, the workers' names and the tasks are masked.
+    The workers' start is left out: uvicorn imports the app on each worker's loop,
+    a block (or, on a loaded machine, starvation) whose length, sampled line and
+    cause vary with the machine's load, as do the totals in the first line.
+    """
+    lines = text[text.index("asyncbridge watch: the event loop was blocked") :].rstrip().splitlines()
+    header = re.sub(r"blocked \d+ times for [\d.]+ s", "blocked N times for #.### s", lines[0])
+    sites: list[list[str]] = []
+    for line in lines[2:]:
+        if re.match(r" +[\d.]+ s +\d+ +[\d.]+ s  ", line):
+            sites.append([])
+        sites[-1].append(re.sub(r"[\d.]+ s", "#.### s", line) if not sites[-1] else line)
+    kept = [site for site in sites if "  <module>  " not in site[0]]
+    masked = [re.sub(r"^( +)in pid .*", r"\1in pid ...", line) for site in kept for line in site]
+    return [header, lines[1], *masked]
+
+
+def test_every_program_the_guide_embeds_is_run_here() -> None:
+    """The examples/guides/watch_* programs docs/detector.md embeds exist, and a test of this file runs them."""
+    embedded = re.findall(r'^[ \t]*--8<-- "examples/guides/(watch_\w+\.py)"$', GUIDE.read_text(), re.M)
+    assert embedded == ["watch_app.py"]
+    for program in embedded:
+        assert (ROOT / "examples" / "guides" / program).is_file()
+        assert f" {program.removesuffix('.py')}:app " in GUIDE_COMMAND  # served by the test below
+
+
+def test_the_guides_watch_output_is_what_watch_prints_for_its_example_app(tmp_path: Path) -> None:
+    """docs/detector.md's watch run, for real: uvicorn --workers 2 serving examples/guides/watch_app.py.
+
+    The page shows the command and the summary; run here as it says (plus a port),
+    with the requests it lists, the summary printed is the page's, durations, pids
+    and task names aside. The def endpoint and the awaiting one are not in it.
+    """
+    guide = GUIDE.read_text()
+    runs = re.findall(r"```console\n(\$ " + re.escape(GUIDE_COMMAND) + r"\n.*?)```", guide, re.S)
+    [shown] = [run for run in runs if "asyncbridge watch: the event loop was blocked" in run]
+    paths = tuple(re.findall(r"^\$ curl -s localhost:8000(/\w+)$", guide, re.M))
+    assert paths == ("/orders", "/orders", "/orders", "/customers", "/export", "/health")
+    port = _free_port()
+    server = [*GUIDE_COMMAND.split(" -- ")[1].split(), "--host", "127.0.0.1", "--port", str(port)]
+    watch_args = tuple(GUIDE_COMMAND.split(" -- ")[0].split()[4:])
+    code, stderr, _ = serve_under_watch(
+        tmp_path, server, port, signal.SIGINT, watch_args=watch_args, paths=paths, cwd=ROOT
+    )
+    assert code == 0, stderr
+    printed = stable_summary(stderr)
+    assert printed == stable_summary(shown), stderr
+    assert "query  examples/guides/watch_app.py:" in stderr
+    assert "called from orders" in stderr
+    assert "export" not in stderr.split("asyncbridge watch: the event loop")[-1]
+    assert re.search(r"in pid \d+ \(SpawnProcess-\d\)", stderr)

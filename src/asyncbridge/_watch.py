@@ -12,13 +12,14 @@ How it follows the process tree: watch sets ``ASYNCBRIDGE_WATCH`` (its
 settings, as JSON, with a report directory) and puts a directory holding a
 ``sitecustomize.py`` first on ``PYTHONPATH``. Every Python process the program
 starts (``subprocess`` of ``sys.executable``, multiprocessing's spawn and
-forkserver children, uvicorn's ``--workers`` and ``--reload`` servers) imports
-it at startup, installs the same hooks, and appends what it sees to
-``<report directory>/<pid>.jsonl``, one self-contained JSON line per fact
-(process, loop, block), written as it happens: nothing is lost when a worker
-is killed or leaves through ``os._exit``. A fork child inherits the hooks of
-its parent and writes under its own pid. The watched process merges every
-file into one summary at exit. Nothing is injected into non-Python programs
+forkserver children, uvicorn's ``--workers`` and ``--reload`` servers,
+hypercorn's workers) imports it at startup, installs the same hooks, and
+appends what it sees to ``<report directory>/<pid>.jsonl``, one
+self-contained JSON line per fact (process, loop, block), written as it
+happens: nothing is lost when a worker is killed or leaves through
+``os._exit``. A fork child (gunicorn's workers) inherits the hooks of its
+parent and writes under its own pid. The watched process merges every file
+into one summary at exit. Nothing is injected into non-Python programs
 (the variable means nothing to them), nor with ``--no-children``.
 
 At exit, however it comes (the program returns, ``sys.exit``, an exception,
@@ -160,8 +161,18 @@ def _set_option(options: _Options, name: str, value: str) -> None:
 # -- attaching to every loop -------------------------------------------------------------
 
 
+_title: str | None = None  # the title a server gave this process (gunicorn's "worker [app:app]"), if any
+
+
 def _role() -> str | None:
-    """What this process is, where known: multiprocessing's name for its children (``SpawnProcess-1``)."""
+    """What this process is, where known.
+
+    The title a server gave it (gunicorn names its master and workers, whether
+    or not setproctitle is installed to show it), else multiprocessing's name
+    for its children (``SpawnProcess-1``, uvicorn's and hypercorn's workers).
+    """
+    if _title is not None:
+        return _title
     multiprocessing = sys.modules.get("multiprocessing")
     if multiprocessing is None:
         return None
@@ -214,8 +225,10 @@ class _Watcher:
 
     def process_started(self) -> None:
         """Note this process in the report directory (a child at startup, or just after a fork)."""
+        global _title
         if self.active and not self._local:
             self.loops = set()  # a fork child: its parent's loops are not its own
+            _title = None  # nor its parent's title: a server names its child after forking it
             self.write({"kind": "process", "ppid": os.getppid(), "argv": list(getattr(sys, "argv", []))})
 
     def write(self, fact: dict[str, Any]) -> None:
@@ -252,11 +265,16 @@ class _Watcher:
                 self._restore.append(functools.partial(delattr, cls, "run_forever"))
             else:
                 self._restore.append(functools.partial(setattr, cls, "run_forever", own))
-        trio = sys.modules.get("trio")
-        if trio is not None:
-            self._patch_trio(trio)
-        else:  # trio is heavy: hook it when (if ever) the program imports it
-            finder = _PatchOnImport("trio", self._patch_trio)
+        self._on_import("trio", self._patch_trio)
+        self._on_import("gunicorn.util", self._patch_gunicorn)
+
+    def _on_import(self, name: str, patch: Callable[[ModuleType], None]) -> None:
+        """Call ``patch(module)`` now if the program has imported ``name``, else when (if ever) it does."""
+        module = sys.modules.get(name)
+        if module is not None:
+            patch(module)
+        else:
+            finder = _PatchOnImport(name, patch)
             sys.meta_path.insert(0, finder)
             self._restore.append(functools.partial(_remove, sys.meta_path, finder))
 
@@ -290,6 +308,21 @@ class _Watcher:
             return
         setattr(trio, "run", self._wrap_trio(original))  # noqa: B010  # trio's own type says run is a function
         self._restore.append(functools.partial(setattr, trio, "run", original))
+
+    def _patch_gunicorn(self, util: ModuleType) -> None:
+        """Learn the titles gunicorn gives its processes: its workers are fork children that name no role otherwise."""
+        original: Callable[[str], None] | None = getattr(util, "_setproctitle", None)
+        if not self.active or original is None:
+            return
+
+        @functools.wraps(original)
+        def set_title(title: str) -> None:
+            global _title
+            _title = f"gunicorn: {title}"  # what ps shows for it, with setproctitle installed
+            original(title)
+
+        setattr(util, "_setproctitle", set_title)  # noqa: B010  # a private function of gunicorn's
+        self._restore.append(functools.partial(setattr, util, "_setproctitle", original))
 
     def _wrap_trio(self, original: Callable[..., Any]) -> Callable[..., Any]:
         watcher = self
