@@ -99,7 +99,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--items", type=int, default=ITEMS)
     args = parser.parse_args()
-    print(run(Config(progress=Progress(), rounds=args.rounds, backends=BACKENDS), args.items).to_markdown())
+    started = time.perf_counter()
+    section = run(Config(progress=Progress(), rounds=args.rounds, backends=BACKENDS), args.items)
+    section.seconds = time.perf_counter() - started
+    print(section.to_markdown())
 
 
 if __name__ == "__main__":
