@@ -215,19 +215,23 @@ def test_gil_release_plot_shows_both_printed_speedups(tmp_path: Path) -> None:
     assert svg_tips(tmp_path / "speedups.svg") == printed
 
 
-HOLDER = re.compile(r"^(?P<label>.+?)\s+(?P<speed>\d+)%\s+(?P<cpu>[\d.]+) s of 0.3 s$")
+HOLDER = re.compile(r"^(?P<label>.+?)\s+(?P<cpu>[\d.]+) s\s+(?P<wait>[\d.]+) s$")
 
 
 def test_gil_holders_shows_sleep_io_hashlib_and_zlib_release_the_gil_and_python_does_not(tmp_path: Path) -> None:
-    """The main thread keeps counting while another sleeps, waits, hashes or compresses; not while it runs Python."""
+    """A thread asleep or waiting uses no CPU; hashing and compressing use CPU without making Python wait; Python does.
+
+    GIL waits are measured apart from waits for a CPU (Linux's schedstat), so
+    the claim holds on a busy machine too, where every thread gets less CPU.
+    """
     if (os.cpu_count() or 1) < 2:
         pytest.skip("needs 2 CPUs")
+    if not Path("/proc/thread-self/schedstat").exists():
+        pytest.skip("needs Linux's per-thread schedstat to tell GIL waits from CPU waits")
     for _attempt in range(3):  # the machine is shared: another program can take the second CPU for a while
         out = run("gil_holders.py", "--plot", str(tmp_path / "holders.svg"), timeout=60)
         rows = {
-            m["label"]: (int(m["speed"]) / 100, float(m["cpu"]))
-            for line in out.splitlines()
-            if (m := HOLDER.match(line))
+            m["label"]: (float(m["cpu"]), float(m["wait"])) for line in out.splitlines() if (m := HOLDER.match(line))
         }
         assert list(rows) == [
             "sleeps in time.sleep()",
@@ -236,18 +240,23 @@ def test_gil_holders_shows_sleep_io_hashlib_and_zlib_release_the_gil_and_python_
             "compresses 4 MB with zlib.compress",
             "runs a pure-Python loop",
         ], out
-        assert svg_tips(tmp_path / "holders.svg") == [
-            f"{label}: {speed * 100:.0f}%" for label, (speed, _) in rows.items()
+        tips = [
+            f"{label}: {kind}: {value:.2f} s"
+            for label, values in rows.items()
+            for kind, value in zip(("CPU time", "GIL wait"), values, strict=True)
         ]
+        assert svg_tips(tmp_path / "holders.svg") == tips
         # a sleeping or waiting thread used no CPU at all: it did not wake up to take the GIL now and then
-        assert rows["sleeps in time.sleep()"][1] < 0.05, out
-        assert rows["waits in socket.recv()"][1] < 0.05, out
-        python = rows["runs a pure-Python loop"][0]
-        releasers = [rows[label][0] for label in list(rows)[:4]]
-        if python < 0.75 and min(releasers[:2]) > 0.8 and min(releasers[2:]) > python + 0.1:
+        for label in list(rows)[:2]:
+            assert rows[label][0] <= 0.01, out
+            assert rows[label][1] <= 0.01, out
+        if (
+            all(cpu >= 0.02 and wait <= 0.3 * cpu + 0.005 for cpu, wait in list(rows.values())[2:4])
+            and rows["runs a pure-Python loop"][1] >= 0.4 * rows["runs a pure-Python loop"][0] >= 0.008
+        ):
             break
     else:
-        pytest.fail(f"no run showed the GIL released by sleep, I/O, hashlib and zlib, and held by Python: {out}")
+        pytest.fail(f"no run showed hashlib and zlib running without the GIL and Python holding it: {out}")
 
 
 def default_executor_threads() -> int:

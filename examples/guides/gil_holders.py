@@ -1,20 +1,27 @@
 """Who holds the GIL? Count in Python on the main thread while another thread does something else.
 
-The main thread runs a pure-Python loop for 0.3 s, first alone, then while a
-second thread sleeps, waits for a socket, hashes, compresses or runs Python
-too. If the second thread releases the GIL while it works or waits, the main
-thread keeps its speed; if it holds the GIL, the two take turns and the main
-thread counts about half as far. The second thread's CPU time shows the other
-half of the story: a thread asleep or waiting uses none; hashlib and zlib use a
-whole CPU without the GIL. Medians of 5 rounds; run it on at least 2 CPUs:
+The main thread runs a pure-Python loop for 0.3 s while a second thread
+sleeps, waits for a socket, hashes, compresses or runs Python too. The script
+prints how much CPU time the second thread used meanwhile, and how long the
+counting thread waited for the GIL. A thread asleep or waiting for I/O uses no
+CPU and makes nobody wait; hashlib and zlib use a CPU of their own without
+the GIL, so the counting thread does not wait for them either; a thread
+running Python holds the GIL for all of its CPU time, and the counting thread
+waits about as long. Medians of 5 rounds; run it on at least 2 CPUs:
 
     python examples/guides/gil_holders.py [--plot gil_holders.svg]
+
+The GIL wait is the main thread's wall time minus the time it ran on a CPU and
+the time it waited for one (Linux's per-thread schedstat), so other programs
+keeping the CPUs busy do not count as GIL waits. Elsewhere the script can only
+subtract the thread's CPU time, and a busy machine inflates the figure.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import socket
 import statistics
 import threading
@@ -28,14 +35,29 @@ BUFFER = b"x" * (32 * 1024 * 1024)  # hashlib releases the GIL for inputs over 2
 TEXT = b"the quick brown fox jumps over the lazy dog " * 100_000  # 4.4 MB for zlib
 
 
-def count_for(seconds: float) -> int:
-    """How far the main thread counts in pure Python in `seconds` (checking the clock every 1,000)."""
+SCHEDSTAT = "/proc/thread-self/schedstat"  # Linux: ns this thread ran, ns it waited for a CPU, time slices
+
+
+def busy_or_runnable() -> float:
+    """Seconds this thread has run or waited for a CPU (only its CPU time where Linux's schedstat is missing)."""
+    if os.path.exists(SCHEDSTAT):
+        with open(SCHEDSTAT) as stat:
+            ran, runnable = stat.read().split()[:2]
+        return (int(ran) + int(runnable)) / 1e9
+    return time.thread_time()
+
+
+def count_for(seconds: float) -> float:
+    """Count in pure Python for `seconds`; how many of them this thread spent waiting for the GIL."""
     count = 0
-    deadline = time.perf_counter() + seconds
+    before = busy_or_runnable()
+    started = time.perf_counter()
+    deadline = started + seconds
     while time.perf_counter() < deadline:
         for _ in range(1_000):
             count += 1
-    return count
+    wall = time.perf_counter() - started
+    return max(0.0, wall - (busy_or_runnable() - before))
 
 
 def sleeps(stop: threading.Event, sock: socket.socket) -> None:
@@ -73,8 +95,8 @@ ACTIVITIES: list[tuple[str, Activity]] = [
 ]
 
 
-def measure(activity: Activity) -> tuple[int, float]:
-    """The main thread's count while another thread runs `activity`, and that thread's CPU seconds."""
+def measure(activity: Activity) -> tuple[float, float]:
+    """The main thread's GIL wait while another thread runs `activity`, and that thread's CPU seconds."""
     stop = threading.Event()
     started = threading.Event()
     cpu: list[float] = []
@@ -89,13 +111,13 @@ def measure(activity: Activity) -> tuple[int, float]:
     thread = threading.Thread(target=other)
     thread.start()
     started.wait()
-    count = count_for(SECONDS)
+    waited = count_for(SECONDS)
     stop.set()
     ours.send(b"!")
     thread.join()
     ours.close()
     theirs.close()
-    return count, cpu[0]
+    return waited, cpu[0]
 
 
 def main() -> None:
@@ -104,34 +126,29 @@ def main() -> None:
     args = parser.parse_args()
 
     count_for(0.05)  # warm up
-    speeds: dict[str, list[float]] = {label: [] for label, _ in ACTIVITIES}
+    waits: dict[str, list[float]] = {label: [] for label, _ in ACTIVITIES}
     cpus: dict[str, list[float]] = {label: [] for label, _ in ACTIVITIES}
-    for _ in range(ROUNDS):  # each round times the main thread alone too, so slow drift cancels out
-        alone = count_for(SECONDS)
+    for _ in range(ROUNDS):
         for label, activity in ACTIVITIES:
-            count, cpu = measure(activity)
-            speeds[label].append(count / alone)
+            waited, cpu = measure(activity)
+            waits[label].append(waited)
             cpus[label].append(cpu)
-    print(f"{'while the other thread ...':36}  main thread's speed  other thread's CPU time")
-    print(f"{'(no other thread)':36}  100%")
+    print(f"{f'while the counting thread ran {SECONDS} s, the other thread':56}  used a CPU  made it wait for the GIL")
     bars = []
     for label, _ in ACTIVITIES:
-        speed, cpu = statistics.median(speeds[label]), statistics.median(cpus[label])
-        print(f"{label:36}  {speed:4.0%}{'':15}  {cpu:.2f} s of {SECONDS} s")
-        bars.append((label, speed * 100))
+        waited, cpu = statistics.median(waits[label]), statistics.median(cpus[label])
+        print(f"{label:56}  {cpu:.2f} s{'':5}{waited:.2f} s")
+        bars += [(f"{label}: CPU time", cpu), (f"{label}: GIL wait", waited)]
     if args.plot:
         from _svg import COLORS, bar_chart
 
         bar_chart(
             args.plot,
-            "Main thread's Python speed while another thread ...",
+            f"Another thread's CPU time, and the GIL wait it caused a thread running Python, in {SECONDS} s",
             bars,
-            unit="%",
-            digits=0,
-            axis="% of the speed it counts at alone (2 CPUs)",
-            reference=100,
-            reference_label="alone",
-            colors=[COLORS[0]] * (len(bars) - 1) + [COLORS[1]],
+            unit=" s",
+            axis="seconds (2 CPUs; the other thread ran in parallel when its CPU time is not matched by a GIL wait)",
+            colors=[COLORS[0], COLORS[1]] * len(ACTIVITIES),
         )
 
 
