@@ -1,6 +1,6 @@
 """Run asyncbridge's benchmarks against its peers; print Markdown tables and write results.
 
-    python3 dev.py bench                          # everything (about 5 minutes on 2 cores)
+    python3 dev.py bench                          # everything (about 9 minutes on 2 cores)
     python3 dev.py bench --scenario latency       # one scenario (repeat the flag for more)
     python3 dev.py bench --backend trio           # only that event loop where it applies
     python3 dev.py bench --quick                  # fewer rounds and calls: a smoke test
@@ -23,10 +23,13 @@ from types import ModuleType
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import plot
+import scenario_dask
 import scenario_detector
 import scenario_latency
 import scenario_memory
 import scenario_process
+import scenario_process_map
 import scenario_sync_wrap
 import scenario_throughput
 from _harness import (
@@ -53,87 +56,43 @@ SCENARIOS: dict[str, ModuleType] = {
         scenario_detector,
         scenario_sync_wrap,
         scenario_memory,
+        scenario_process_map,
+        scenario_dask,
     )
 }
 
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-
-DOCS_INTRO = """\
-# Benchmarks against the peers
-
-asyncbridge is measured side by side with the libraries people use for the
-same jobs: `asyncio.to_thread`, `loop.run_in_executor`, anyio, trio, asgiref,
-asyncer and Starlette for threads; `ProcessPoolExecutor`, loky, pebble and
-anyio for processes; blockbuster, aiodebug and asyncio's debug mode for
-blocking-call detection. One command runs them all, on asyncio, uvloop and
-trio, in about eight minutes on two cores:
-
-```console
-python3 dev.py bench                     # everything; writes bench/results/latest.md and .json
-python3 dev.py bench --scenario latency  # one scenario; see bench/README.md for the rest
-```
-
-How it measures (details in [bench/README.md](../bench/README.md)): every
-candidate runs once per round, rounds rotate the order, each sample gets a
-fresh event loop, and ratios are medians of per-round ratios, so the drift of
-a shared virtual machine hits every candidate alike. The "minimal hand-off"
-rows are a yardstick, not a peer: bare workers on a `SimpleQueue` waking the
-loop with `call_soon_threadsafe`, with none of the guarantees (bounds,
-cancellation, context variables) a library owes its users.
-
-This page is rewritten by every whole run of `python3 dev.py bench`; the full
-tables, with spread and every candidate, are in
-[bench/results/latest.md](../bench/results/latest.md).
-
-## What limits the targets that a run misses
-
-Issue 6's targets are checked at the top of every run. Those that a run can
-miss are missed for reasons outside asyncbridge's code, and each has a
-measurement that shows it:
-
-- **One-at-a-time round trips** (sequential await latency, warm process
-  calls, `sync_wrap` from plain code). Each is two thread or process
-  wake-ups, and on this VM waking a thread on the other CPU costs from a few
-  to over 50 µs depending on the hypervisor, from minute to minute. The
-  *thread round trip* reference row (two threads passing a `SimpleQueue`
-  item, no event loop at all) measures it in the same run: when it reads a
-  third of `asyncio.run`'s time, no design that runs the coroutine in a
-  background thread can be 5 times faster than `asyncio.run`. The pinned
-  tables run each candidate with all its threads on one CPU, where a wake-up
-  is a plain context switch, and show each library's own cost: there
-  asyncbridge meets the latency and warm-call targets in every run, and
-  `sync_wrap` is 4.8-5.5x faster than `asyncio.run` from run to run.
-- **6,000 calls of 5 ms at 95% efficiency.** `python bench/profile_sleeps.py`
-  splits the lost time: the loop needs about 30 ms to create and start 6,000
-  tasks before the first call can run (4% of the ideal 0.75 s, paid by every
-  loop-based way), and `time.sleep(0.005)` takes 5.1-5.2 ms here (3%). What
-  is left for the hand-off: asyncbridge keeps its 40 threads 96-98% busy
-  (asyncio, uvloop, trio), the bare minimal hand-off 95-98.6%; on asyncio the
-  minimal hand-off reaches only 90-92% end to end, and 40 bare threads with no
-  event loop 97%.
-- **CPU-bound speedup of 1.9 on 2 workers.** It needs both vCPUs entirely;
-  the same pool measured 1.96 in one quiet run and 1.84 in the next, and
-  every pool's figure scatters by ±0.3 within a run. The parent process uses
-  about 4 ms of CPU while 8 x 0.2 s of work runs, so asyncbridge adds nothing
-  measurable.
-"""
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
-def write_docs(sections: list[Section], info: dict[str, object], command: str, report: str) -> None:
-    """Rewrite docs/benchmarks.md from a whole run: the command, the targets, the headline table."""
+def docs_block(sections: list[Section], command: str, report: str) -> str:
+    """What a whole run writes into docs/benchmarks.md: the command, the machine, the targets, the headline table."""
     machine = report.split("\n\n", 3)[2]  # the "Machine: ..." paragraph
     targets = report.split("## Targets (issue 6)", 1)[1].split("\n## ", 1)[0].strip()
-    text = (
-        DOCS_INTRO
-        + f"\n## Latest results\n\nProduced by `{command}`. {machine}\n\n"
+    return (
+        f"## Latest results\n\nProduced by `{command}`. {machine}\n\n"
         + "### The issue's targets\n\n"
         + targets
         + "\n\n### Headline figures\n\n"
         + "Ratios are to the baseline (the peer named in the baseline column).\n\n"
         + summary_table(sections)
     )
-    DOCS.write_text(text)
+
+
+def write_docs(sections: list[Section], command: str, report: str, docs: Path = DOCS) -> None:
+    """Rewrite the generated block of docs/benchmarks.md from a whole run; leave the rest of the page alone.
+
+    The block is what lies between the ``<!-- bench:begin -->`` and
+    ``<!-- bench:end -->`` lines; everything around it (the introduction, the
+    figures, the explanations of the misses) is written by hand and kept.
+    """
+    text = docs.read_text()
+    head, begin, rest = text.partition(BEGIN)
+    _, end, tail = rest.partition(END)
+    if not begin or not end:
+        raise ValueError(f"{docs} has no {BEGIN} ... {END} block to rewrite; add the two lines where the results go")
+    docs.write_text(f"{head}{BEGIN}\n\n{docs_block(sections, command, report).strip()}\n\n{END}{tail}")
 
 
 def main(argv: list[str]) -> int:
@@ -207,7 +166,9 @@ def main(argv: list[str]) -> int:
     data = report_json(sections, info, command) | {"total_seconds": total}
     out.with_suffix(".json").write_text(json.dumps(data, indent=2) + "\n")
     if not partial and args.output is None:
-        write_docs(sections, info, command, report)
+        write_docs(sections, command, report)
+        for figure in plot.plot(out.with_suffix(".json")):
+            print(f"wrote {figure.relative_to(DOCS.parent.parent)}", file=sys.stderr)
     targets = report.split("## Targets (issue 6)", 1)
     if len(targets) == 2:
         print("## Targets (issue 6)" + targets[1].split("\n## ", 1)[0])

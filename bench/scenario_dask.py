@@ -1,6 +1,7 @@
-"""Scenario 7: DaskExecutor against ProcessExecutor, side by side on this machine.
+"""Scenario 8: DaskExecutor against ProcessExecutor, side by side on this machine.
 
-Standalone (it needs the ``dask`` extra, and starts its own cluster)::
+Part of ``bench/run.py`` (``python3 dev.py bench --scenario dask``; it needs
+the ``dask`` extra, and starts its own cluster), or on its own::
 
     python bench/scenario_dask.py [--rounds N] [--backend asyncio|trio ...]
 
@@ -38,7 +39,11 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _work, importable by both executors' workers
 
+from _harness import Config, Row, Section, Table
 from _work import calibrate, echo, spin
+
+NAME = "dask"
+TITLE = "8. DaskExecutor against ProcessExecutor (2 workers each)"
 
 SEQUENTIAL_CALLS = 200
 SMALL_CALLS = 1000
@@ -112,6 +117,7 @@ async def measure(backend: str, address: str, rounds: int, iterations: int) -> d
                 for name in order:
                     for metric, value in (await runs[name]()).items():
                         samples[name].setdefault(metric, []).append(value)
+                    samples[name].setdefault("round", []).append(r)
                 print(f"  {backend}: round {r + 1}/{rounds} done", file=sys.stderr)
     finally:
         await anyio.to_thread.run_sync(client.close)
@@ -145,6 +151,71 @@ def table(results: dict[str, dict[str, dict[str, list[float]]]]) -> str:
                 f"| {raw:,.{digits}f} | {dask / raw:.2f}x |"
             )
     return "\n".join(lines)
+
+
+PROCESS = "asyncbridge ProcessExecutor(2).run"
+DASK = "asyncbridge DaskExecutor(2 workers).run"
+RAW = "Dask's own sync client, from a plain thread"
+
+
+def rows_of(samples: dict[str, dict[str, list[float]]]) -> list[Row]:
+    """The harness's rows (one sample dict per round) from this scenario's per-metric lists."""
+    rows = []
+    for key, name in (("dask", DASK), ("process", PROCESS), ("raw", RAW)):
+        metrics = samples[key]
+        rounds = len(metrics["round"])
+        row = Row(name, reference=key == "raw")
+        row.samples = [{metric: values[i] for metric, values in metrics.items()} for i in range(rounds)]
+        rows.append(row)
+    return rows
+
+
+def run(cfg: Config) -> Section:
+    rounds = cfg.rounds_or(5)
+    section = Section(
+        NAME,
+        TITLE,
+        intro=(
+            f"`ProcessExecutor({WORKERS})` against `DaskExecutor` on a `distributed.LocalCluster` of {WORKERS} "
+            f"single-threaded worker processes on 127.0.0.1, {rounds} rounds alternating the two (and Dask's own "
+            "synchronous client as the reference for what Dask itself costs). Overhead: mean of "
+            f"{SEQUENTIAL_CALLS} sequential trivial calls; throughput: {SMALL_CALLS:,} concurrent trivial calls, and "
+            f"{CPU_CALLS} concurrent calls of {CPU_SECONDS * 1000:.0f} ms of pure Python "
+            f"(at most {WORKERS / CPU_SECONDS:.0f}/s on {WORKERS} workers)."
+        ),
+    )
+    backends = [b for b in ("asyncio", "trio") if b in cfg.backends]
+    try:
+        import distributed
+    except ImportError:
+        section.intro += " (Skipped: `distributed` is not installed; `pip install asyncbridge[dask]`.)"
+        return section
+    if not backends:
+        section.intro += " (Skipped: it runs on asyncio and trio.)"
+        return section
+    iterations = calibrate(CPU_SECONDS)
+    with distributed.LocalCluster(
+        n_workers=WORKERS, processes=True, threads_per_worker=1, dashboard_address=":0", host="127.0.0.1"
+    ) as cluster:
+        for backend in backends:
+            cfg.progress(f"  [dask] {backend}")
+            samples = anyio.run(measure, backend, cluster.scheduler_address, rounds, iterations, backend=backend)
+            rows = rows_of(samples)
+            titles = {
+                "overhead_ms": ("Overhead of one trivial call", "ms per call", "lower", 2),
+                "small_per_s": (f"{SMALL_CALLS:,} concurrent trivial calls", "calls/s", "higher", 0),
+                "cpu_per_s": (
+                    f"{CPU_CALLS} concurrent {CPU_SECONDS * 1000:.0f} ms CPU calls (ideal {WORKERS / CPU_SECONDS:.0f}/s)",
+                    "calls/s",
+                    "higher",
+                    1,
+                ),
+            }
+            for metric, (title, unit, better, digits) in titles.items():
+                section.tables.append(
+                    Table(f"Dask: {title} on {backend}", rows, metric, unit, better, (PROCESS, RAW), digits=digits)
+                )
+    return section
 
 
 def main() -> None:

@@ -5,11 +5,15 @@ threads hash two buffers at once; a pure-Python loop holds the GIL, so two
 threads take turns and finish no sooner than one. Run it on a machine with at
 least 2 CPUs:
 
-    python examples/guides/gil_release.py
+    python examples/guides/gil_release.py [--plot speedups.svg]
+
+``--plot`` also draws the two speedups as a bar chart (with ``_svg.py``, next
+to this file).
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import threading
 import time
@@ -54,9 +58,26 @@ def speedup(job: Callable[[], None]) -> tuple[float, float]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--plot", metavar="SVG", help="also write a bar chart of the speedups to this file")
+    args = parser.parse_args()
+    speedups = []
     for label, job in (("hashlib.sha256, 32 MiB buffers", hash_buffer), ("pure-Python loop", count_up)):
         one, two = speedup(job)
         print(f"{label:30}  1 thread {one:.2f} s  2 threads {two:.2f} s  speedup {one / two:.2f}x")
+        speedups.append((label, one / two))
+    if args.plot:
+        from _svg import bar_chart
+
+        bar_chart(
+            args.plot,
+            "The same jobs on 2 threads instead of 1: speedup",
+            speedups,
+            unit="x",
+            axis="time on 1 thread / time on 2 threads (2 CPUs)",
+            reference=1.0,
+            reference_label="no faster than 1 thread",
+        )
 
 
 if __name__ == "__main__":
