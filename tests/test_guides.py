@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -56,21 +58,50 @@ def test_every_program_a_guide_embeds_exists_and_is_tested(page: str) -> None:
 SPEEDUP = re.compile(r"^(?P<label>.+?)\s+1 thread [\d.]+ s  2 threads [\d.]+ s  speedup (?P<x>[\d.]+)x$")
 
 
+def others_share(busy_before: float, children_before: float, started: float) -> float:
+    """The share of all CPUs that processes other than this test's children used since the readings."""
+    import psutil
+
+    times = psutil.cpu_times()
+    busy = times.user + times.nice + times.system + sum(getattr(times, n, 0.0) for n in ("irq", "softirq", "steal"))
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    ours = usage.ru_utime + usage.ru_stime - children_before
+    wall = time.perf_counter() - started
+    return max(busy - busy_before - ours, 0.0) / (wall * (os.cpu_count() or 1))
+
+
 def test_gil_release_shows_hashing_scales_on_threads_and_python_does_not() -> None:
-    """sha256 of large buffers runs faster on 2 threads; a pure-Python loop does not (the GIL)."""
+    """sha256 of large buffers runs faster on 2 threads; a pure-Python loop does not (the GIL).
+
+    A speedup says something only while no other program takes the second CPU:
+    runs during which others used a quarter of the machine or more do not count,
+    and if none was quiet the test is skipped rather than judged on their load."""
+    import psutil
+
     if (os.cpu_count() or 1) < 2:
         pytest.skip("needs 2 CPUs")
-    for _attempt in range(3):  # the machine is shared: another program can take the second CPU for a while
+    seen: list[str] = []
+    quiet: list[float] = []
+    for _attempt in range(5):
+        times = psutil.cpu_times()
+        busy = times.user + times.nice + times.system + sum(getattr(times, n, 0.0) for n in ("irq", "softirq", "steal"))
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
         lines = run("gil_release.py").splitlines()
+        share = others_share(busy, usage.ru_utime + usage.ru_stime, started)
         assert len(lines) == 2, lines
         found = [m for line in lines if (m := SPEEDUP.match(line))]
         assert [m["label"] for m in found] == ["hashlib.sha256, 32 MiB buffers", "pure-Python loop"], lines
         hashing, python = (float(m["x"]) for m in found)
         assert python < 1.3, lines  # two threads of bytecode never beat one by much under the GIL
-        if hashing > 1.4:
-            break
-    else:
-        pytest.fail(f"hashing did not scale on 2 threads in 3 runs: {lines}")
+        seen.append(f"sha256 {hashing}x, Python {python}x, others used {share:.0%}")
+        if share < 0.25:
+            quiet.append(hashing)
+            if hashing > 1.4:
+                return
+            if len(quiet) == 2:
+                pytest.fail(f"hashing did not scale on 2 threads in two quiet runs: {seen}")
+    pytest.skip(f"other programs kept the second CPU busy during the runs: {seen}")
 
 
 @pytest.mark.parametrize("loop", LOOPS)
