@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -470,32 +471,56 @@ async def test_a_loop_that_only_awaits_beside_cpu_bound_threads_names_their_func
     for event in gil_waits:
         assert_blames_the_gil_holders(event, crunch_numbers, CRUNCH_LINES)
         assert {name for name, _ in event.gil_holders} & {"crunch-0", "crunch-1"}
-    assert {event.cause for event in detector.events} <= {"gil", "starved"}, "\n\n".join(map(str, detector.events))
+    # No event blames this test's line. (Others may be blocks of the backend's own: trio as anyio's guest
+    # starts a thread per I/O wait, and Thread.start() on the loop waits until that thread gets the GIL.)
+    this_test = sys._getframe().f_code.co_name
+    for event in detector.events:
+        assert event.cause == "gil" or event.site is None or event.site.name != this_test, event
+
+
+async def idle_beside_a_thread_hogging_the_gil(
+    run_sync: Callable[[Callable[[], object]], Awaitable[object]],
+) -> list[BlockingEvent]:
+    """Await a thread that runs ``spin`` for a second, with a switch interval of 100 ms; return the events."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(0.1)  # the worker thread keeps the GIL 100 ms at a time
+    try:
+        async with BlockingDetector(THRESHOLD) as detector:
+            await run_sync(functools.partial(spin, 1.0))
+    finally:
+        sys.setswitchinterval(previous)
+    return detector.events
+
+
+def assert_gil_waits_blaming_spin(events: list[BlockingEvent]) -> None:
+    # A CPU the loaded machine did not give is starvation: either way, never the loop's code.
+    assert {event.cause for event in events} <= {"gil", "starved"}, "\n\n".join(map(str, events))
+    gil_waits = [event for event in events if event.cause == "gil"]
+    assert gil_waits
+    # Each names the thread at what it ran when sampled: spin, or the worker pool's code around it (first or last).
+    naming_spin = [event for event in gil_waits if held_by(event, spin)]
+    assert naming_spin, "\n\n".join(map(str, gil_waits))
+    assert_blames_the_gil_holders(naming_spin[0], spin, SPIN_LINES)
 
 
 @needs_gil_figures
 async def test_an_idle_loop_kept_from_the_gil_by_a_worker_thread_blames_the_thread() -> None:
     """An idle loop whose wait for I/O is over but that waits for the GIL (a FastAPI def endpoint) is a GIL wait.
 
-    With a switch interval of 100 ms the worker thread keeps the GIL that long
-    each time: the loop, waiting for a thread's result, is late, and the
-    event names the worker's function, never a line of the loop's.
+    The loop, waiting for a thread's result, is late each time the worker
+    keeps the GIL: the events name the worker's function, never a line of the
+    loop's. (anyio runs trio as a guest of a host loop waiting on a queue: a
+    notified wait that waits for the GIL.)
     """
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(0.1)
-    try:
-        async with BlockingDetector(THRESHOLD) as detector:
-            await anyio.to_thread.run_sync(spin, 1.0)
-    finally:
-        sys.setswitchinterval(previous)
-    # A CPU the loaded machine did not give is starvation: either way, never the loop's code.
-    assert {event.cause for event in detector.events} <= {"gil", "starved"}, "\n\n".join(map(str, detector.events))
-    gil_waits = [event for event in detector.events if event.cause == "gil"]
-    assert gil_waits
-    # Each names the thread at what it ran when sampled: spin, or the worker pool's code around it (first or last).
-    naming_spin = [event for event in gil_waits if held_by(event, spin)]
-    assert naming_spin, "\n\n".join(map(str, gil_waits))
-    assert_blames_the_gil_holders(naming_spin[0], spin, SPIN_LINES)
+    assert_gil_waits_blaming_spin(await idle_beside_a_thread_hogging_the_gil(anyio.to_thread.run_sync))
+
+
+@needs_gil_figures
+def test_an_idle_trio_run_kept_from_the_gil_by_a_worker_thread_blames_the_thread() -> None:
+    """The same under trio.run, whose idle wait is its own (epoll), not a guest's host loop's."""
+    import trio
+
+    assert_gil_waits_blaming_spin(trio.run(idle_beside_a_thread_hogging_the_gil, trio.to_thread.run_sync))
 
 
 @pytest.mark.parametrize(

@@ -102,7 +102,7 @@ OtherThread = tuple[str, ThreadClock, int, traceback.StackSummary]
 class _Pending:
     """A late beat seen in progress: the beat it follows, and what the loop thread was doing."""
 
-    __slots__ = ("beat", "cpu_base", "gil", "idle", "looked", "others", "stack", "task_name")
+    __slots__ = ("await_chain", "beat", "cpu_base", "gil", "idle", "looked", "others", "stack", "task_name")
 
     def __init__(
         self,
@@ -115,6 +115,7 @@ class _Pending:
         self.stack = stack
         self.task_name = task_name
         self.idle = idle  # the loop thread was waiting for I/O: late, but not blocked by its own code
+        self.await_chain: tuple[traceback.FrameSummary, ...] = ()
         self.cpu_base: Reading | None = None  # the loop thread's CPU clocks before the block
         self.gil = False  # the loop thread was asleep on a lock, or on a CPU, when sampled: maybe the GIL
         self.others: list[OtherThread] = []  # the other threads when the block was sampled
@@ -134,6 +135,23 @@ def _busy(threads: list[OtherThread], least: float) -> tuple[tuple[str, tracebac
         if reading is not None and (reading[1] + reading[2] - before) / 1e9 >= least:
             found.append((name, stack))
     return tuple(found)
+
+
+def _notified(frame: FrameType) -> bool | None:
+    """For a thread asleep in ``threading.Condition.wait``: whether it was notified; None for any other frame.
+
+    Its waiter lock is released by the notice: a thread still asleep then
+    waits for the GIL to return from ``acquire``.
+    """
+    code = frame.f_code
+    if code.co_name != "wait" or not code.co_filename.endswith("threading.py"):
+        return None
+    try:
+        waiter = frame.f_locals.get("waiter")  # the thread is asleep in C: its locals stay put
+        locked: Callable[[], bool] | None = getattr(waiter, "locked", None)
+        return None if locked is None else not locked()
+    except Exception:  # not the Condition we know
+        return None
 
 
 _IDLE_FRAMES = (
@@ -176,6 +194,9 @@ class DetectorSession:
         self._thread_base: dict[int, int] = {}  # their busy ns (see OtherThread), right to a millisecond of CPU
         self._others_ran = 0.0  # the CPU seconds they used since they were last read
         self.task_namer = task_namer
+        # The coroutine frames of the tasks awaiting the one running in a sampled stack, outermost first
+        # (see BlockingEvent.await_chain), read from the watchdog thread; set per backend.
+        self.awaiters: Callable[[list[FrameType]], list[FrameType]] = lambda frames: []
         # The first frame outside the coroutines that entered the detector. On asyncio
         # with uvloop (a loop in C), idle, the loop thread's innermost Python frame is
         # this one; on trio it is unrolled_run, and idle means it is not on the stack.
@@ -418,26 +439,50 @@ class DetectorSession:
             frame = frame.f_back
         if self.beat != beat:  # the block ended while we looked: what we saw may be what came after
             return _Pending(beat)
+        # On a futex, in Condition.wait (a queue, an Event, future.result()): still waiting for the notice, or
+        # notified and now waiting for the GIL (its lock is free again).
+        notified = _notified(innermost) if on_futex else None
         # Idle: waiting for I/O. Unless its wait is over and it sleeps on a futex: that is the GIL it waits
-        # for (the loop's wait is epoll or select, never a lock), held by other threads: late, not idle.
-        if self._idle(innermost, frames) and not on_futex:
+        # for (the loop's own wait is epoll or select, never a lock), held by other threads: late, not idle.
+        # Trio as a guest: the host loop waits on anything, such as a queue: there only a notified wait counts.
+        if self._idle(innermost, frames) and not (on_futex and (self._in_io_wait(innermost) or notified)):
             return _Pending(beat, idle=True)
         try:
             task_name = self.task_namer(frames) if frames else None
         except Exception:  # task bookkeeping read from another thread: best effort
             task_name = None
+        chain = self._await_chain(frames)
         frames.clear()
         # (Without libc reads, reading /proc lets go of the GIL, which the loop thread may be waiting for: only now.)
         gil = on_futex if holds_gil else clock is not None and clock.may_wait_for_gil()
+        gil = gil and notified is not False  # still waiting for a notice: on a lock of its own, not the GIL
         gil = gil and clock is not None and self._asleep_so_far(clock)
         where.reverse()
         pending = _Pending(beat, frame_summaries(where, lookup_lines=True), task_name)
+        pending.await_chain = tuple(frame_summaries(chain, lookup_lines=True))
         if gil:
             assert clock is not None
             pending.gil = True
             pending.looked = clock.read()
             pending.others = self._other_threads()
         return pending
+
+    def _await_chain(self, frames: list[FrameType]) -> list[tuple[str, int, str]]:
+        """The await chain of the task in ``frames`` (innermost first), outermost first, as (file, line, function).
+
+        Only while the loop thread is blocked: then nothing moves. The running
+        task's coroutines are on the stack (while a coroutine runs, its
+        ``cr_await`` is None: the stack is the only place to read them).
+        """
+        running = [frame for frame in reversed(frames) if frame.f_code.co_flags & _COROUTINE_FLAGS]
+        try:
+            awaiting = self.awaiters(frames) if running else []
+        except Exception:  # task bookkeeping read from another thread: best effort
+            awaiting = []
+        return [
+            (frame.f_code.co_filename, frame.f_lineno or frame.f_code.co_firstlineno, frame.f_code.co_name)
+            for frame in (*awaiting, *running)
+        ][-MAX_FRAMES:]
 
     def _look_again(self, pending: _Pending) -> None:
         """Look at a loop thread seen waiting for the GIL, its block still in progress: is it still waiting?
@@ -458,6 +503,15 @@ class DetectorSession:
         if now[0] - before[0] >= 3 * sys.getswitchinterval() and now[4] == before[4]:
             pending.gil = False  # asleep on a lock all along, never woken: not the GIL
         pending.looked = now
+
+    def _in_io_wait(self, innermost: FrameType) -> bool:
+        """Whether ``innermost`` is the loop's own wait for I/O: selectors' select, uvloop's run, trio's get_events."""
+        if innermost is self.entry_frame and not self.trio:
+            return True  # uvloop: its wait is in C, under the frame that runs the loop
+        code = innermost.f_code
+        if self.trio:
+            return code.co_name == "get_events" and "_io_" in code.co_filename
+        return any(code.co_name == name and code.co_filename.endswith(suffix) for suffix, name in _IDLE_FRAMES)
 
     def _idle(self, innermost: FrameType, frames: list[FrameType]) -> bool:
         entry = self.entry_frame
@@ -515,6 +569,7 @@ class DetectorSession:
             cpu_time=cpu_time,
             cpu_wait=cpu_wait,
             gil_holders=holders,
+            await_chain=pending.await_chain,
         )
         self.record(event)
 
