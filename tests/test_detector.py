@@ -504,14 +504,16 @@ def assert_gil_waits_blaming_spin(events: list[BlockingEvent]) -> None:
 
 
 @needs_gil_figures
-async def test_an_idle_loop_kept_from_the_gil_by_a_worker_thread_blames_the_thread() -> None:
+async def test_an_idle_loop_kept_from_the_gil_by_a_worker_thread_blames_the_thread(anyio_backend_name: str) -> None:
     """An idle loop whose wait for I/O is over but that waits for the GIL (a FastAPI def endpoint) is a GIL wait.
 
     The loop, waiting for a thread's result, is late each time the worker
-    keeps the GIL: the events name the worker's function, never a line of the
-    loop's. (anyio runs trio as a guest of a host loop waiting on a queue: a
-    notified wait that waits for the GIL.)
+    keeps the GIL: the events name the worker's function, never a line of the loop's.
     """
+    if anyio_backend_name == "trio":
+        # The host loop waits on a queue that trio's I/O thread fills: that thread waits for the GIL, the
+        # loop thread for the queue, like any idle guest. trio.run's own wait is the test below.
+        pytest.skip("anyio runs trio as a guest, whose idle host loop waits on a queue, not for the GIL")
     assert_gil_waits_blaming_spin(await idle_beside_a_thread_hogging_the_gil(anyio.to_thread.run_sync))
 
 
@@ -834,3 +836,145 @@ def test_a_beat_stored_late_without_a_gap_does_not_stall_the_watchdog() -> None:
         session.join()
     assert len(events) == 1
     assert 0.25 <= events[0].duration <= 0.36, events[0].duration
+
+
+# -- the await chain ------------------------------------------------------------------------------
+
+
+async def inner() -> None:
+    time.sleep(BLOCK)  # the block, three awaits down
+
+
+async def middle() -> None:
+    await inner()
+
+
+async def outer() -> None:
+    await middle()
+
+
+AWAIT_LINES = {fn.__name__: lines_of(fn, "time.sleep") | lines_of(fn, "await ") for fn in (outer, middle, inner)}
+
+
+def assert_ends_with_outer_middle_inner(event: BlockingEvent) -> list[str]:
+    """The event's await chain ends with outer, middle, inner, each at its await (or blocking) line; its names."""
+    names = [frame.name for frame in event.await_chain]
+    assert names[-3:] == ["outer", "middle", "inner"], names
+    for frame in event.await_chain[-3:]:
+        assert frame.filename == __file__
+        assert frame.lineno in AWAIT_LINES[frame.name], frame
+        assert frame.line  # the source line, read in the watchdog thread
+    return names
+
+
+async def test_the_await_chain_of_the_blocked_task_lists_its_coroutines_outermost_first(
+    anyio_backend_name: str,
+) -> None:
+    """A task running outer(), awaiting middle(), awaiting inner(), which blocks: the chain is outer, middle, inner.
+
+    On trio the tasks whose nurseries the task runs in come first: this test's own coroutine among them.
+    """
+    from asyncbridge._watch_report import event_dict
+
+    async def attempt() -> None:
+        async with BlockingDetector(THRESHOLD) as detector, anyio.create_task_group() as group:
+            group.start_soon(outer)
+        [event] = detector.events
+        names = assert_ends_with_outer_middle_inner(event)
+        this_test = "test_the_await_chain_of_the_blocked_task_lists_its_coroutines_outermost_first"
+        if anyio_backend_name == "trio":
+            assert "attempt" in names[:-3], names  # the task that opened the nursery, awaiting its children
+        assert this_test not in names[-3:]
+        text = event.format()
+        chain = text[text.index("Await chain (outermost first):") :]
+        shown = [line.split(" (")[0].strip() for line in chain.splitlines()[1:]]
+        assert shown[-3:] == ["outer", "middle", "inner"], chain
+        assert [frame["function"] for frame in event_dict(event)["await_chain"]] == names
+
+    await on_a_quiet_try(attempt)
+
+
+async def test_the_await_chain_starts_with_a_task_awaiting_the_blocked_one(anyio_backend_name: str) -> None:
+    """asyncio (before Python 3.14): a task that awaits the blocked task directly comes first (from its callbacks)."""
+    if anyio_backend_name == "trio":
+        pytest.skip("asyncio tasks awaiting asyncio tasks; trio's nurseries are the test above")
+    import asyncio
+
+    async def parent() -> None:
+        await asyncio.create_task(outer())
+
+    async def attempt() -> None:
+        async with BlockingDetector(THRESHOLD) as detector:
+            await asyncio.create_task(parent())
+        [event] = detector.events
+        names = assert_ends_with_outer_middle_inner(event)
+        assert names[:-3][-1:] == ["parent"], names  # then the test's own task, awaiting parent's task
+        assert "attempt" in names[:-4], names
+
+    await on_a_quiet_try(attempt)
+
+
+def test_the_await_chain_comes_from_capture_call_graph_where_python_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python 3.14+'s asyncio.capture_call_graph gives the awaiting tasks (simulated here: it is not installed).
+
+    Its graph of the blocked task (read from the watchdog thread) lists the
+    tasks awaiting it in ``awaited_by``, each with its frames innermost first:
+    they come first in the chain, outermost first, before the running coroutines.
+    """
+    import asyncio
+    from types import SimpleNamespace
+
+    def awaiting_outer() -> Any:
+        yield
+
+    def awaiting_inner() -> Any:
+        yield
+
+    suspended = [awaiting_outer(), awaiting_inner()]
+    for generator in suspended:
+        next(generator)
+    asked: list[object] = []
+
+    def capture_call_graph(future: object) -> SimpleNamespace:
+        asked.append(future)
+        call_stack = tuple(SimpleNamespace(frame=g.gi_frame) for g in reversed(suspended))  # innermost first
+        awaiter = SimpleNamespace(future=None, call_stack=call_stack, awaited_by=())
+        return SimpleNamespace(future=future, call_stack=(), awaited_by=(awaiter,))
+
+    monkeypatch.setattr(asyncio, "capture_call_graph", capture_call_graph, raising=False)
+
+    async def main() -> tuple[list[BlockingEvent], object]:
+        async with BlockingDetector(THRESHOLD) as detector:
+            task = asyncio.create_task(outer())
+            await task
+        return detector.events, task
+
+    def attempt() -> None:
+        asked.clear()
+        events, task = asyncio.run(main())
+        [event] = events
+        names = assert_ends_with_outer_middle_inner(event)
+        assert names == ["awaiting_outer", "awaiting_inner", "outer", "middle", "inner"]
+        assert task in asked
+
+    on_a_quiet_try_sync(attempt)
+
+
+async def test_a_block_in_a_plain_callback_has_no_await_chain(anyio_backend_name: str) -> None:
+    """asyncio: a block in a plain loop callback (no task, no coroutine) has no await chain, and shows none."""
+    if anyio_backend_name == "trio":
+        pytest.skip("trio runs run_sync_soon callbacks in a system task of its own: there is no plain callback")
+    import asyncio
+
+    done = anyio.Event()
+
+    def block() -> None:
+        nap(BLOCK)
+        done.set()
+
+    async with BlockingDetector(THRESHOLD) as detector:
+        asyncio.get_running_loop().call_soon(block)
+        await done.wait()
+    [event] = detector.events
+    assert event.await_chain == ()
+    assert "Await chain" not in event.format()
