@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import json
 import logging
@@ -419,6 +420,14 @@ needs_gil_figures = pytest.mark.skipif(
 )
 
 
+def describe(events: list[BlockingEvent]) -> str:
+    """Events, with the kernel's figures, for an assertion's message."""
+    return "\n\n".join(
+        f"[{event.cause}: {event.duration:.3f} s, ran {event.cpu_time}, waited for a CPU {event.cpu_wait}]\n{event}"
+        for event in events
+    )
+
+
 def held_by(event: BlockingEvent, function: Callable[..., object]) -> list[traceback.FrameSummary]:
     """The sites of ``event``'s GIL holders that were running ``function`` when sampled (their own innermost frames)."""
     code = function.__code__
@@ -461,27 +470,29 @@ async def test_a_loop_that_only_awaits_beside_cpu_bound_threads_names_their_func
             with anyio.fail_after(60):
                 while not any(event.cause == "gil" for event in detector.events):
                     await anyio.sleep(0.001)  # all the loop does
+            events = list(detector.events)  # those while the threads crunched
             running[0] = False
     finally:
         running[0] = False
         for thread in threads:
             thread.join()
-    gil_waits = [event for event in detector.events if event.cause == "gil"]
+    gil_waits = [event for event in events if event.cause == "gil"]
     assert gil_waits
     for event in gil_waits:
         assert_blames_the_gil_holders(event, crunch_numbers, CRUNCH_LINES)
-        assert {name for name, _ in event.gil_holders} & {"crunch-0", "crunch-1"}
+        assert {name for name, _ in event.gil_holders} & {"crunch-0", "crunch-1"}, describe(events)
     # No event blames this test's line. (Others may be blocks of the backend's own: trio as anyio's guest
     # starts a thread per I/O wait, and Thread.start() on the loop waits until that thread gets the GIL.)
     this_test = sys._getframe().f_code.co_name
-    for event in detector.events:
-        assert event.cause == "gil" or event.site is None or event.site.name != this_test, event
+    for event in events:
+        assert event.cause == "gil" or event.site is None or event.site.name != this_test, describe(events)
 
 
 async def idle_beside_a_thread_hogging_the_gil(
     run_sync: Callable[[Callable[[], object]], Awaitable[object]],
 ) -> list[BlockingEvent]:
     """Await a thread that runs ``spin`` for a second, with a switch interval of 100 ms; return the events."""
+    await run_sync(int)  # the worker thread starts before the detector: Thread.start() waits for the GIL
     previous = sys.getswitchinterval()
     sys.setswitchinterval(0.1)  # the worker thread keeps the GIL 100 ms at a time
     try:
@@ -494,9 +505,9 @@ async def idle_beside_a_thread_hogging_the_gil(
 
 def assert_gil_waits_blaming_spin(events: list[BlockingEvent]) -> None:
     # A CPU the loaded machine did not give is starvation: either way, never the loop's code.
-    assert {event.cause for event in events} <= {"gil", "starved"}, "\n\n".join(map(str, events))
+    assert {event.cause for event in events} <= {"gil", "starved"}, describe(events)
     gil_waits = [event for event in events if event.cause == "gil"]
-    assert gil_waits
+    assert gil_waits, describe(events)
     # Each names the thread at what it ran when sampled: spin, or the worker pool's code around it (first or last).
     naming_spin = [event for event in gil_waits if held_by(event, spin)]
     assert naming_spin, "\n\n".join(map(str, gil_waits))
@@ -515,6 +526,32 @@ async def test_an_idle_loop_kept_from_the_gil_by_a_worker_thread_blames_the_thre
         # loop thread for the queue, like any idle guest. trio.run's own wait is the test below.
         pytest.skip("anyio runs trio as a guest, whose idle host loop waits on a queue, not for the GIL")
     assert_gil_waits_blaming_spin(await idle_beside_a_thread_hogging_the_gil(anyio.to_thread.run_sync))
+
+
+@needs_gil_figures
+async def test_a_loop_waiting_on_a_thread_result_is_blocked_not_a_gil_wait() -> None:
+    """future.result() on the loop while a worker thread crunches: the loop's own block, at that line.
+
+    The loop thread sleeps on a lock (the future's condition) while another
+    thread runs Python code, as in a GIL wait; but it waits for the notice, not
+    for the GIL, so the event blames the line that waited, not the worker.
+    """
+
+    async def attempt() -> None:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(int).result()  # the worker started before the detector: Thread.start() waits for the GIL
+            async with BlockingDetector(THRESHOLD) as detector:
+                await anyio.lowlevel.checkpoint()
+                future = pool.submit(spin, BLOCK)
+                line = here()
+                future.result()
+        [event] = detector.events
+        assert event.cause == "blocked", event
+        assert event.gil_holders == ()
+        assert event.site is not None
+        assert (event.site.name, event.site.lineno) == ("attempt", line), event
+
+    await on_a_quiet_try(attempt)
 
 
 @needs_gil_figures
@@ -765,8 +802,10 @@ class _ScriptedClock:
         return self.readings.pop(0)
 
 
-def _classified(loop_ran: float, loop_waited: float, others_ran: float, *, asleep_when_sampled: bool) -> BlockingEvent:
-    """The event the watchdog records for a 1 s block with these per-thread CPU figures (seconds)."""
+def _classified(
+    loop_ran: float, loop_waited: float, others_ran: float, *, asleep_when_sampled: bool, io_wait_over: bool = False
+) -> BlockingEvent | None:
+    """The event the watchdog records for a 1 s block with these per-thread CPU figures (seconds), if any."""
     from asyncbridge import _detector_session
 
     detector = BlockingDetector(THRESHOLD)
@@ -780,11 +819,11 @@ def _classified(loop_ran: float, loop_waited: float, others_ran: float, *, aslee
     pending = _detector_session._Pending(start - settings.interval / 2, _stack((__file__, 1, "innocent_line")))
     pending.cpu_base = (start, 0, 0, 10.0, 0)
     pending.gil = asleep_when_sampled
+    pending.io_wait_over = io_wait_over
     cruncher = _ScriptedClock((end, int(others_ran * 1e9), 0, 0.0, 0))
     pending.others = [("crunch-0", cruncher, 0, _stack((__file__, 2, "crunch")))]  # type: ignore[list-item]
     session._record_block(pending, end)
-    [event] = events
-    return event
+    return events[0] if events else None
 
 
 def test_a_loop_asleep_while_other_threads_ran_is_a_gil_wait_naming_them() -> None:
@@ -792,6 +831,7 @@ def test_a_loop_asleep_while_other_threads_ran_is_a_gil_wait_naming_them() -> No
     through the block while another thread ran Python code, so the event names that thread, not the loop's line.
     """
     event = _classified(loop_ran=0.01, loop_waited=0.001, others_ran=0.9, asleep_when_sampled=True)
+    assert event is not None
     assert event.cause == "gil"
     assert [name for name, _ in event.gil_holders] == ["crunch-0"]
     text = event.format()
@@ -803,14 +843,30 @@ def test_a_loop_asleep_while_other_threads_ran_is_a_gil_wait_naming_them() -> No
 def test_a_loop_that_ran_or_waited_for_a_cpu_is_no_gil_wait() -> None:
     """Running the block itself is a block; waiting for a CPU is starvation; either way no GIL holders are named."""
     ran = _classified(loop_ran=0.9, loop_waited=0.01, others_ran=0.9, asleep_when_sampled=True)
+    assert ran is not None
     assert ran.cause == "blocked"
     assert ran.gil_holders == ()
     starved = _classified(loop_ran=0.01, loop_waited=0.8, others_ran=0.9, asleep_when_sampled=True)
+    assert starved is not None
     assert starved.cause == "starved"
     awake = _classified(loop_ran=0.01, loop_waited=0.001, others_ran=0.9, asleep_when_sampled=False)
+    assert awake is not None
     assert awake.cause == "blocked"  # not seen asleep on a lock mid-block: no evidence of a GIL wait
     idle_others = _classified(loop_ran=0.01, loop_waited=0.001, others_ran=0.0, asleep_when_sampled=True)
+    assert idle_others is not None
     assert idle_others.cause == "blocked"  # a lock held by a thread that did not run: the loop's own wait
+
+
+def test_a_late_beat_in_the_loops_wait_for_io_is_a_gil_wait_or_nothing() -> None:
+    """Seen in its own wait for I/O, that wait over and asleep on a futex: a GIL wait if other threads were busy.
+
+    Otherwise the loop was idle, and nothing is reported (as for any idle loop): never a block at the wait.
+    """
+    gil = _classified(loop_ran=0.01, loop_waited=0.001, others_ran=0.9, asleep_when_sampled=True, io_wait_over=True)
+    assert gil is not None
+    assert gil.cause == "gil"
+    for others_ran, asleep in ((0.0, True), (0.9, False)):
+        assert _classified(0.01, 0.001, others_ran, asleep_when_sampled=asleep, io_wait_over=True) is None
 
 
 def test_a_beat_stored_late_without_a_gap_does_not_stall_the_watchdog() -> None:

@@ -102,7 +102,18 @@ OtherThread = tuple[str, ThreadClock, int, traceback.StackSummary]
 class _Pending:
     """A late beat seen in progress: the beat it follows, and what the loop thread was doing."""
 
-    __slots__ = ("await_chain", "beat", "cpu_base", "gil", "idle", "looked", "others", "stack", "task_name")
+    __slots__ = (
+        "await_chain",
+        "beat",
+        "cpu_base",
+        "gil",
+        "idle",
+        "io_wait_over",
+        "looked",
+        "others",
+        "stack",
+        "task_name",
+    )
 
     def __init__(
         self,
@@ -116,6 +127,7 @@ class _Pending:
         self.task_name = task_name
         self.idle = idle  # the loop thread was waiting for I/O: late, but not blocked by its own code
         self.await_chain: tuple[traceback.FrameSummary, ...] = ()
+        self.io_wait_over = False  # seen in its wait for I/O, that wait over: a GIL wait, or else nothing
         self.cpu_base: Reading | None = None  # the loop thread's CPU clocks before the block
         self.gil = False  # the loop thread was asleep on a lock, or on a CPU, when sampled: maybe the GIL
         self.others: list[OtherThread] = []  # the other threads when the block was sampled
@@ -445,7 +457,8 @@ class DetectorSession:
         # Idle: waiting for I/O. Unless its wait is over and it sleeps on a futex: that is the GIL it waits
         # for (the loop's own wait is epoll or select, never a lock), held by other threads: late, not idle.
         # Trio as a guest: the host loop waits on anything, such as a queue: there only a notified wait counts.
-        if self._idle(innermost, frames) and not (on_futex and (self._in_io_wait(innermost) or notified)):
+        idle = self._idle(innermost, frames)
+        if idle and not (on_futex and (self._in_io_wait(innermost) or notified)):
             return _Pending(beat, idle=True)
         try:
             task_name = self.task_namer(frames) if frames else None
@@ -459,6 +472,7 @@ class DetectorSession:
         gil = gil and clock is not None and self._asleep_so_far(clock)
         where.reverse()
         pending = _Pending(beat, frame_summaries(where, lookup_lines=True), task_name)
+        pending.io_wait_over = idle
         pending.await_chain = tuple(frame_summaries(chain, lookup_lines=True))
         if gil:
             assert clock is not None
@@ -556,6 +570,10 @@ class DetectorSession:
                         "asyncbridge: a %.3f s block seen on a lock is no GIL wait: no other thread ran since",
                         duration,
                     )
+        if pending.io_wait_over and not holders:
+            # Seen in the loop's own wait for I/O, that wait over: no GIL wait after all, so an idle loop.
+            logger.debug("asyncbridge: a %.3f s late beat in the loop's wait for I/O is no GIL wait", duration)
+            return
         for _, stack in holders:
             for frame in stack:
                 _ = frame.line  # read source lines here, in the watchdog thread
