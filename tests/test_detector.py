@@ -554,6 +554,42 @@ async def test_a_loop_waiting_on_a_thread_result_is_blocked_not_a_gil_wait() -> 
     await on_a_quiet_try(attempt)
 
 
+def burn_cpu(seconds: float) -> None:
+    """Use ``seconds`` of this thread's CPU time, however long other threads keep it from the GIL."""
+    deadline = time.thread_time() + seconds
+    while time.thread_time() < deadline:
+        pass
+
+
+@needs_gil_figures
+async def test_a_cpu_loop_in_a_coroutine_beside_cpu_bound_threads_is_still_its_own_block() -> None:
+    """A coroutine's CPU loop, slowed by threads it shares the GIL with, is a block at its own line, not a GIL wait.
+
+    The loop thread spends most of the block waiting for the GIL, as a loop
+    that only awaits would; but it ran 0.2 s of CPU without getting back to
+    the loop, which a loop that only awaits never does.
+    """
+    running = [True]
+    threads = [threading.Thread(target=crunch_numbers, args=(running,), daemon=True) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        async with BlockingDetector(THRESHOLD) as detector:
+            await anyio.sleep(2 * THRESHOLD)
+            burn_cpu(0.2)
+            await detector.checkpoint()
+    finally:
+        running[0] = False
+        for thread in threads:
+            thread.join()
+    # Besides GIL waits while the loop awaited, the block: at the CPU loop's line, not blaming the threads.
+    # (Or starved, on a loaded machine: its thread waited for a CPU most of the time.)
+    ours = [event for event in detector.events if event.site is not None and event.site.name == "burn_cpu"]
+    assert ours, describe(detector.events)
+    assert [event.cause in ("blocked", "starved") for event in ours] == [True] * len(ours), describe(ours)
+    assert [event.gil_holders for event in ours] == [()] * len(ours)
+
+
 @needs_gil_figures
 def test_an_idle_trio_run_kept_from_the_gil_by_a_worker_thread_blames_the_thread() -> None:
     """The same under trio.run, whose idle wait is its own (epoll), not a guest's host loop's."""

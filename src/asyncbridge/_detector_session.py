@@ -315,6 +315,15 @@ class DetectorSession:
                     base = pending.cpu_base
                     pending = self._sample(beat)  # late but idle so far: is it blocked now?
                     pending.cpu_base = base
+                elif pending.io_wait_over and pending.beat == beat == self.beat:
+                    # Seen waiting for the GIL at its wait for I/O: once it has the GIL, the loop may run code
+                    # of its own that blocks on. If so, that is the block (and its stack).
+                    again = self._sample(beat)
+                    if again.stack and not again.io_wait_over:
+                        again.cpu_base = pending.cpu_base
+                        pending = again
+                    elif pending.gil:
+                        self._look_again(pending)
                 elif pending.gil and pending.beat == beat == self.beat:
                     self._look_again(pending)
                 wait(interval)  # poll until the heartbeat notes the gap
@@ -560,7 +569,11 @@ class DetectorSession:
             ran, waited = (after[1] - before[1]) / 1e9, (after[2] - before[2]) / 1e9
             cpu_time = min(duration, ran * duration / window)
             cpu_wait = min(duration, waited * duration / window)
-            if pending.gil and cpu_time < duration / 4 and cpu_wait < duration / 2:
+            # Its own work: a loop that only awaits runs a few ms per late beat; one that ran a quarter of the
+            # threshold's worth of CPU without getting back to the loop (a CPU loop in a coroutine, slowed by
+            # threads it shares the GIL with) blocked it itself.
+            own_work = cpu_time >= min(duration, self.threshold) / 4
+            if pending.gil and not own_work and cpu_wait < duration / 2:
                 # Seen asleep on a lock, and hardly ran: waiting for the GIL if other threads were busy meanwhile,
                 # running Python code (or holding the GIL while the loaded machine made them wait for a CPU).
                 # Those busy for an eighth of the block (several take turns) held it.
