@@ -59,10 +59,6 @@ class BlockingEvent:
         cpu_wait: of ``duration``, the seconds the loop thread was ready to run
             but waited for a CPU that other processes (or threads) had; ``None``
             as for ``cpu_time``. See :attr:`starved`.
-        gil_holders: when the loop thread spent the block asleep waiting for the
-            GIL, the other threads that were running meanwhile, as ``(thread
-            name, stack)``, innermost frame last: they held it, and the loop's
-            own line (in ``stack``) is innocent. Empty otherwise (Linux only).
         await_chain: the await chain of the task that was running, outermost
             first: one frame per coroutine (or async generator), each at the
             line where it awaits the next, down to the one that blocked. The
@@ -72,6 +68,10 @@ class BlockingEvent:
             ``awaited_by``), on earlier asyncio a task that awaits the blocked
             task directly, on trio the tasks whose nurseries it runs in. Empty
             for a plain callback and for strict-mode events.
+        gil_holders: when the loop thread spent the block asleep waiting for the
+            GIL, the other threads that were running meanwhile, as ``(thread
+            name, stack)``, innermost frame last: they held it, and the loop's
+            own line (in ``stack``) is innocent. Empty otherwise (Linux only).
     """
 
     duration: float

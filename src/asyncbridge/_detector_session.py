@@ -24,17 +24,25 @@ How it works, and why the loop hardly pays for it:
   on the line that made the call.
 - **Gaps the watchdog never saw in progress are not reported** (logged at
   DEBUG): too short to be sampled (under the threshold plus about an
-  interval), or, more often, the loop thread waiting for the GIL that another
-  thread held (see the next point) and getting it before the watchdog did.
+  interval), or the loop thread waiting for the GIL that another thread held
+  (see below) and getting it before the watchdog did.
 - **An idle loop is not blocked.** If the sample shows the loop thread waiting
-  for I/O, the beat is late for another reason: another thread holding the
-  GIL (CPU work in a worker thread, as a FastAPI ``def`` endpoint does) or the
-  operating system not running the process. That is not reported; the
-  watchdog looks again until the beat comes. Idle means: on asyncio, the
-  innermost frame is the selector's ``select``; on uvloop (a loop in C) it is
-  the frame that started the loop; on trio, the run's ``unrolled_run`` frame
-  is not on the stack at all (trio's own I/O wait, or the host loop's wait
-  when trio runs as a guest, as anyio's pytest plugin runs it).
+  for I/O, the beat is late because the operating system did not run the
+  process. That is not reported; the watchdog looks again until the beat
+  comes. Idle means: on asyncio, the innermost frame is the selector's
+  ``select``; on uvloop (a loop in C) it is the frame that started the loop;
+  on trio, the run's ``unrolled_run`` frame is not on the stack at all (trio's
+  own I/O wait, or the host loop's wait when trio runs as a guest, as anyio's
+  pytest plugin runs it).
+- **Waiting for the GIL** (Linux). The watchdog holds the GIL while it
+  samples, and reads ``/proc`` without letting go of it (``_thread_clock.py``),
+  so what it reads of the loop thread stays true while it looks. A loop thread
+  asleep on a futex there waits for a lock: the GIL, when its wait for I/O is
+  over (or, in ``Condition.wait``, once notified: trio's guest host loop, a
+  queue) or when it was stopped mid-code; at the end of the block, if it
+  hardly ran while other threads were busy, the event names those threads
+  (``_record_block``). Otherwise a late beat at the wait for I/O is idleness
+  after all, and one elsewhere is a block of the loop's own.
 - **Duration.** The block began somewhere within the interval after the last
   beat and ended just before the first beat after it, so the measured duration
   is right to about half an interval either way (plus how late the operating
