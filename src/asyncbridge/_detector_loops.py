@@ -221,8 +221,9 @@ def _asyncio_awaiters(loop: asyncio.AbstractEventLoop) -> list[FrameType]:
         current: asyncio.Future[Any] = task
         while len(chains) < MAX_AWAITERS:
             callbacks: list[tuple[Any, Any]] = list(getattr(current, "_callbacks", None) or ())
-            owners = [getattr(callback, "__self__", None) for callback, _ in callbacks]
-            awaiter = next((o for o in owners if isinstance(o, asyncio.Task) and id(o) not in seen), None)
+            owners: list[object] = [getattr(callback, "__self__", None) for callback, _ in callbacks]
+            tasks: list[asyncio.Task[Any]] = [o for o in owners if isinstance(o, asyncio.Task)]
+            awaiter = next((t for t in tasks if id(t) not in seen), None)
             if awaiter is None:
                 break
             seen.add(id(awaiter))
@@ -256,7 +257,8 @@ def _trio_current_task_name() -> str | None:
 def _trio_task_name(root: trio.lowlevel.Task, frames: list[FrameType]) -> str | None:
     """Name the trio task whose coroutine frame is on the sampled stack (from the watchdog thread)."""
     task = _trio_task(root, frames)
-    return None if task is None else task.name
+    name: str | None = None if task is None else task.name
+    return name
 
 
 def _trio_task(root: trio.lowlevel.Task, frames: list[FrameType]) -> trio.lowlevel.Task | None:
