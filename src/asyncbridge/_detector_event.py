@@ -59,6 +59,15 @@ class BlockingEvent:
         cpu_wait: of ``duration``, the seconds the loop thread was ready to run
             but waited for a CPU that other processes (or threads) had; ``None``
             as for ``cpu_time``. See :attr:`starved`.
+        await_chain: the await chain of the task that was running, outermost
+            first: one frame per coroutine (or async generator), each at the
+            line where it awaits the next, down to the one that blocked. The
+            running task's coroutines are read from ``stack``; before them come
+            those of the tasks awaiting it, as far as they can be read: on
+            Python 3.14+ from :func:`asyncio.capture_call_graph` (its
+            ``awaited_by``), on earlier asyncio a task that awaits the blocked
+            task directly, on trio the tasks whose nurseries it runs in. Empty
+            for a plain callback and for strict-mode events.
         gil_holders: when the loop thread spent the block asleep waiting for the
             GIL, the other threads that were running meanwhile, as ``(thread
             name, stack)``, innermost frame last: they held it, and the loop's
@@ -91,6 +100,7 @@ class BlockingEvent:
     cpu_time: float | None = None
     cpu_wait: float | None = None
     gil_holders: tuple[tuple[str, traceback.StackSummary], ...] = ()
+    await_chain: tuple[traceback.FrameSummary, ...] = ()
 
     @property
     def starved(self) -> bool:
@@ -177,7 +187,18 @@ class BlockingEvent:
             lines.append(f"  ... {skipped} more frames ...\n")
             frames = frames[-keep:]
         lines += traceback.StackSummary.from_list(frames).format()
+        lines += self._format_await_chain()
         return "".join(lines).rstrip("\n")
+
+    def _format_await_chain(self) -> list[str]:
+        chain = list(self.await_chain)
+        if not chain:
+            return []
+        links = [f"{frame.name} ({frame.filename}:{frame.lineno})" for frame in chain]
+        if len(links) > MAX_REPORT_FRAMES:
+            keep = MAX_REPORT_FRAMES // 2
+            links = [*links[:keep], f"... {len(links) - 2 * keep} more ...", *links[-keep:]]
+        return ["Await chain (outermost first):\n", *(f"  {link}\n" for link in links)]
 
     def _format_gil(self, where: str) -> str:
         names = ", ".join(repr(name) for name, _ in self.gil_holders)
@@ -196,6 +217,7 @@ class BlockingEvent:
         own = self.site
         if own is not None:
             lines.append(f"(the loop thread itself was at {own.name} ({own.filename}:{own.lineno}), waiting)\n")
+        lines += self._format_await_chain()
         return "".join(lines).rstrip("\n")
 
     def __str__(self) -> str:

@@ -48,6 +48,7 @@ def start_asyncio(
 ) -> DetectorSession:
     """Start a session on ``loop``, run by this thread; ``entry`` is the loop's caller (see :func:`entry_frame`)."""
     session = DetectorSession(settings, record, lambda frames: _asyncio_task_name(loop))
+    session.awaiters = lambda frames: _asyncio_awaiters(loop)
     session.entry_frame = entry
     session.loop = loop
     session.stop_heartbeat = _AsyncioHeartbeat(session, loop).cancel
@@ -63,6 +64,7 @@ def start_trio(
 
     root = trio.lowlevel.current_root_task()
     session = DetectorSession(settings, record, lambda frames: None if root is None else _trio_task_name(root, frames))
+    session.awaiters = lambda frames: [] if root is None else _trio_awaiters(root, frames)
     session.entry_frame = entry
     session.trio = True
     scope = trio.CancelScope()
@@ -170,6 +172,79 @@ def _asyncio_task_name(loop: asyncio.AbstractEventLoop) -> str | None:
     return None if task is None else task.get_name()
 
 
+# -- the await chain's outer part: the tasks awaiting the blocked one (read from the watchdog thread) ----------
+
+MAX_AWAITERS = 32  # tasks followed outwards from the blocked one; a cycle or a huge tree is cut there
+
+
+def coroutine_frames(coro: object) -> list[FrameType]:
+    """The frames of a suspended coroutine and of what it awaits in turn, outermost first.
+
+    Follows ``cr_await`` (coroutines), ``ag_await`` (async generators) and
+    ``gi_yieldfrom`` (generator-based coroutines); a running coroutine has
+    none of these set, so its chain is read from the stack instead.
+    """
+    frames: list[FrameType] = []
+    while coro is not None and len(frames) < 256:
+        for frame_name, next_name in (("cr_frame", "cr_await"), ("ag_frame", "ag_await"), ("gi_frame", "gi_yieldfrom")):
+            if hasattr(coro, frame_name):
+                frame = getattr(coro, frame_name)
+                if frame is not None:
+                    frames.append(frame)
+                coro = getattr(coro, next_name, None)
+                break
+        else:
+            break
+    return frames
+
+
+def _asyncio_awaiters(loop: asyncio.AbstractEventLoop) -> list[FrameType]:
+    """The coroutine frames of the tasks awaiting the running task, outermost first.
+
+    On Python 3.14+, :func:`asyncio.capture_call_graph` (following the first
+    awaiter of each). Before it, a task awaiting the running one directly:
+    the running task's done callbacks hold that task's wake-up method.
+    """
+    task = asyncio.current_task(loop)
+    if task is None:
+        return []
+    chains: list[list[FrameType]] = []  # innermost awaiter first
+    capture: Callable[[asyncio.Future[Any]], Any] | None = getattr(asyncio, "capture_call_graph", None)
+    if capture is not None:
+        # From this (the watchdog) thread the task is not the current one: the graph is read from its objects.
+        graph = capture(task)
+        while graph is not None and graph.awaited_by and len(chains) < MAX_AWAITERS:
+            graph = graph.awaited_by[0]
+            chains.append([entry.frame for entry in reversed(graph.call_stack)])  # call_stack: innermost first
+    else:
+        seen = {id(task)}
+        current: asyncio.Future[Any] = task
+        while len(chains) < MAX_AWAITERS:
+            callbacks: list[tuple[Any, Any]] = list(getattr(current, "_callbacks", None) or ())
+            owners: list[object] = [getattr(callback, "__self__", None) for callback, _ in callbacks]
+            tasks: list[asyncio.Task[Any]] = [o for o in owners if isinstance(o, asyncio.Task)]
+            awaiter = next((t for t in tasks if id(t) not in seen), None)
+            if awaiter is None:
+                break
+            seen.add(id(awaiter))
+            chains.append(coroutine_frames(awaiter.get_coro()))
+            current = awaiter
+    return [frame for chain in reversed(chains) for frame in chain]
+
+
+def _trio_awaiters(root: trio.lowlevel.Task, frames: list[FrameType]) -> list[FrameType]:
+    """The coroutine frames of the trio tasks whose nurseries the running task runs in, outermost first."""
+    task = _trio_task(root, frames)
+    chains: list[list[FrameType]] = []
+    while task is not None and len(chains) < MAX_AWAITERS:
+        nursery = task.parent_nursery
+        task = None if nursery is None else nursery.parent_task
+        if task is None or task is root:  # the run's own root task is trio's, not the program's
+            break
+        chains.append(coroutine_frames(task.coro))
+    return [frame for chain in reversed(chains) for frame in chain]
+
+
 def _trio_current_task_name() -> str | None:
     import trio
 
@@ -181,6 +256,13 @@ def _trio_current_task_name() -> str | None:
 
 def _trio_task_name(root: trio.lowlevel.Task, frames: list[FrameType]) -> str | None:
     """Name the trio task whose coroutine frame is on the sampled stack (from the watchdog thread)."""
+    task = _trio_task(root, frames)
+    name: str | None = None if task is None else task.name
+    return name
+
+
+def _trio_task(root: trio.lowlevel.Task, frames: list[FrameType]) -> trio.lowlevel.Task | None:
+    """The trio task whose coroutine frame is on the sampled stack (from the watchdog thread)."""
     by_frame: dict[Any, trio.lowlevel.Task] = {}
     todo = [root]
     while todo:
@@ -193,5 +275,5 @@ def _trio_task_name(root: trio.lowlevel.Task, frames: list[FrameType]) -> str | 
     for frame in frames:
         found = by_frame.get(frame)
         if found is not None:
-            return found.name
+            return found
     return None

@@ -46,6 +46,7 @@ def event_dict(event: BlockingEvent) -> dict[str, Any]:
         "site": None if site is None else frame_dict(site),
         "caller": None if caller is None else frame_dict(caller),
         "stack": [frame_dict(frame) for frame in event.stack],
+        "await_chain": [frame_dict(frame) for frame in event.await_chain],  # optional in version 1: outermost first
     }
 
 
