@@ -520,7 +520,7 @@ def assert_never_blames_the_idle_loop(events: list[BlockingEvent]) -> None:
 
 
 @needs_gil_figures
-async def test_an_idle_loop_kept_from_the_gil_by_a_worker_thread_is_never_blamed_on_its_own_line(anyio_backend_name: str) -> None:
+async def test_an_idle_loop_kept_from_the_gil_is_never_blamed_on_its_own_line(anyio_backend_name: str) -> None:
     """An idle loop whose wait for I/O is over but that waits for the GIL (a FastAPI def endpoint) is a GIL wait.
 
     The loop, waiting for a thread's result, is late each time the worker
@@ -596,7 +596,7 @@ async def test_a_cpu_loop_in_a_coroutine_beside_cpu_bound_threads_is_still_its_o
 
 
 @needs_gil_figures
-def test_an_idle_trio_run_kept_from_the_gil_by_a_worker_thread_is_never_blamed_on_its_own_line() -> None:
+def test_an_idle_trio_run_kept_from_the_gil_is_never_blamed_on_its_own_line() -> None:
     """The same under trio.run, whose idle wait is its own (epoll), not a guest's host loop's."""
     import trio
 
