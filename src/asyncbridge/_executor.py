@@ -24,7 +24,7 @@ import itertools
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
@@ -129,7 +129,7 @@ def submit_ahead(
     items: Iterator[Any],
     timeout: float | None,
     buffersize: int | None,
-) -> Iterator[T]:
+) -> Generator[T, None, None]:
     """The results of ``submit(executor, item)`` for each item, in order: the engine of ``map``.
 
     What CPython 3.14's ``Executor.map`` does: the first ``buffersize`` items
@@ -145,7 +145,7 @@ def submit_ahead(
     executor_ref = weakref.ref(executor)
     del executor
 
-    def results() -> Iterator[T]:
+    def results() -> Generator[T, None, None]:
         try:
             while futures:
                 if buffersize is not None and (owner := executor_ref()) is not None:

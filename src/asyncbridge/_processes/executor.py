@@ -329,9 +329,9 @@ class ProcessExecutor(ExecutorBase):
             raise TypeError(f"chunksize must be an int, got {type(chunksize).__name__} {chunksize!r}")
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1.")  # the stdlib's words
-        check_buffersize(buffersize)
         if chunksize == 1:
             return super().map(fn, *iterables, timeout=timeout, buffersize=buffersize)
+        check_buffersize(buffersize)
         reference = function_reference(fn)
         runner = MapChunk(reference)
         no_kwargs: dict[str, Any] = {}
@@ -407,7 +407,7 @@ class ProcessExecutor(ExecutorBase):
         return self._pool.statistics()
 
 
-def _chain_chunks(fn: Callable[..., T], chunks: Iterator[tuple[list[T], bytes | None]]) -> Iterator[T]:
+def _chain_chunks(fn: Callable[..., T], chunks: Generator[tuple[list[T], bytes | None], None, None]) -> Iterator[T]:
     """The results of map()'s chunks in order, an exception at its item (stdlib: _chain_from_iterable_of_lists)."""
     try:
         for results, error in chunks:
@@ -415,8 +415,7 @@ def _chain_chunks(fn: Callable[..., T], chunks: Iterator[tuple[list[T], bytes | 
             if error is not None:
                 raise chunk_error(fn, error)
     finally:
-        if isinstance(chunks, Generator):
-            chunks.close()  # cancels the chunks not started
+        chunks.close()  # cancels the chunks not started
 
 
 _default_lock = threading.Lock()
